@@ -1,0 +1,93 @@
+# keycap — the Makefile vocabulary of kubebuilder. Tools are pinned and installed into ./bin.
+SHELL := /usr/bin/env bash -o pipefail
+.SHELLFLAGS := -ec
+
+CONTROLLER_GEN_VERSION ?= v0.23.0
+GOLANGCI_LINT_VERSION ?= v2.15.0
+LOCALBIN ?= $(CURDIR)/bin
+CONTROLLER_GEN ?= $(LOCALBIN)/controller-gen
+GOLANGCI_LINT ?= $(LOCALBIN)/golangci-lint
+
+# The real kube-apiserver, etcd and kubectl, built from the Go module proxy (hack/build-control-plane.sh).
+CONTROL_PLANE = $(shell hack/build-control-plane.sh)
+
+# Go test flags; CI may add -v.
+TEST_FLAGS ?=
+# How long each fuzz target runs in `make test` (short: CI proves the targets still hold).
+FUZZTIME ?= 10s
+
+.PHONY: all
+all: build
+
+##@ General
+
+.PHONY: help
+help: ## Show this help.
+	@awk 'BEGIN {FS = ":.*##"; printf "Usage: make <target>\n"} /^[a-zA-Z_0-9-]+:.*?##/ { printf "  %-14s %s\n", $$1, $$2 } /^##@/ { printf "\n%s\n", substr($$0, 5) } ' $(MAKEFILE_LIST)
+
+##@ Development
+
+.PHONY: manifests
+manifests: controller-gen ## Generate CRDs and RBAC from the markers in api/ and controllers/.
+	$(CONTROLLER_GEN) crd paths="./api/..." output:crd:artifacts:config=config/crd/bases
+	$(CONTROLLER_GEN) rbac:roleName=keycap-manager paths="./controllers/..." paths="./webhook/..." output:rbac:artifacts:config=config/rbac
+
+.PHONY: generate
+generate: controller-gen ## Generate deepcopy code.
+	$(CONTROLLER_GEN) object:headerFile="hack/boilerplate.go.txt" paths="./api/..."
+
+.PHONY: fmt
+fmt: ## go fmt.
+	go fmt ./...
+
+.PHONY: vet
+vet: ## go vet.
+	go vet ./...
+
+.PHONY: lint
+lint: golangci-lint ## golangci-lint with the linters listed in .golangci.yml.
+	$(GOLANGCI_LINT) run ./...
+
+.PHONY: verify
+verify: manifests generate ## Fail when generated code or manifests are not current.
+	@if [ -n "$$(git status --porcelain -- api config)" ]; then \
+		echo "generated files are out of date; run 'make manifests generate' and commit:"; \
+		git status --porcelain -- api config; git --no-pager diff -- api config | head -50; exit 1; fi
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
+	go vet ./...
+
+.PHONY: control-plane
+control-plane: ## Build (once) the kube-apiserver, etcd and kubectl that tests and `make run` use.
+	@hack/build-control-plane.sh
+
+.PHONY: test
+test: control-plane ## Unit, envtest and end-to-end tests on a real kube-apiserver + etcd, and brief fuzzing.
+	hack/install-test-deps.sh
+	KUBEBUILDER_ASSETS="$(CONTROL_PLANE)" go test $(TEST_FLAGS) -count=1 -timeout 30m ./...
+	go test -run '^$$' -fuzz '^FuzzCheck$$' -fuzztime $(FUZZTIME) ./internal/keys
+
+.PHONY: bench
+bench: control-plane build ## Load benchmarks against no-op baselines in the same run; prints a table.
+	KUBEBUILDER_ASSETS="$(CONTROL_PLANE)" go run ./hack/bench
+
+##@ Build
+
+.PHONY: build
+build: ## Build bin/keycap and bin/kubectl-keycap.
+	go build -o $(LOCALBIN)/keycap .
+
+.PHONY: run
+run: build control-plane ## Run keycap: on an embedded local control plane, or on $KUBECONFIG's cluster if set.
+	KUBEBUILDER_ASSETS="$(CONTROL_PLANE)" $(LOCALBIN)/keycap run $(if $(KUBECONFIG),--kubeconfig=$(KUBECONFIG),--local-control-plane=.local) $(RUN_ARGS)
+
+##@ Tools
+
+.PHONY: controller-gen
+controller-gen: $(CONTROLLER_GEN)
+$(CONTROLLER_GEN):
+	GOBIN=$(LOCALBIN) go install sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_GEN_VERSION)
+
+.PHONY: golangci-lint
+golangci-lint: $(GOLANGCI_LINT)
+$(GOLANGCI_LINT):
+	GOBIN=$(LOCALBIN) go install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
