@@ -1,0 +1,244 @@
+// Command keycap is the keycap operator: the credential controllers, the validating webhook and
+// the ext_authz data plane in one binary, its components chosen by --components.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
+
+	keycapv1alpha1 "github.com/keycap-dev/keycap/api/v1alpha1"
+	"github.com/keycap-dev/keycap/controllers"
+	"github.com/keycap-dev/keycap/internal/authz"
+	"github.com/keycap-dev/keycap/internal/localcluster"
+	"github.com/keycap-dev/keycap/webhook"
+)
+
+const (
+	componentControllers = "controllers"
+	componentWebhook     = "webhook"
+	componentAuthz       = "authz"
+)
+
+var allComponents = []string{componentControllers, componentWebhook, componentAuthz}
+
+type options struct {
+	components          string
+	localControlPlane   string
+	operatorNamespace   string
+	metricsAddr         string
+	probeAddr           string
+	webhookHost         string
+	webhookPort         int
+	webhookCertDir      string
+	grpcAddr            string
+	httpAddr            string
+	extraKeyHeaders     string
+	compatBodies        bool
+	leaderElect         bool
+	leaderElectionID    string
+	leaderElectionNSEnv string
+}
+
+func main() {
+	var o options
+	flag.StringVar(&o.components, "components", strings.Join(allComponents, ","),
+		"Comma-separated components to run: controllers (leader-elected), webhook, authz (the data plane).")
+	flag.StringVar(&o.localControlPlane, "local-control-plane", "",
+		"Start etcd and kube-apiserver on 127.0.0.1 with their state in this directory, write DIR/kubeconfig and install the CRDs (what `make run` does).")
+	flag.StringVar(&o.operatorNamespace, "operator-namespace", envOr("POD_NAMESPACE", "keycap-system"),
+		"Namespace of the operator's own Secrets (webhook certificates, AppToken signing keys).")
+	flag.StringVar(&o.metricsAddr, "metrics-bind-address", ":8080", "Address of the Prometheus metrics endpoint; 0 disables it.")
+	flag.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz probes.")
+	flag.StringVar(&o.webhookHost, "webhook-host", "", "Address the webhook server binds to (empty: all interfaces).")
+	flag.IntVar(&o.webhookPort, "webhook-port", 9443, "Port of the admission webhook server.")
+	flag.StringVar(&o.webhookCertDir, "webhook-cert-dir", "", "Directory of the webhook's tls.crt/tls.key when certificates are managed outside keycap (cert-manager).")
+	flag.StringVar(&o.grpcAddr, "grpc-bind-address", ":9001", "Address of the ext_authz gRPC server.")
+	flag.StringVar(&o.httpAddr, "http-bind-address", ":9002", "Address of the HTTP server: forward-auth /check, licence activation, SSO links, JWKS.")
+	flag.StringVar(&o.extraKeyHeaders, "extra-key-headers", "X-CapData-Token", "Comma-separated extra request headers that may carry an opaque key.")
+	flag.BoolVar(&o.compatBodies, "compat-error-bodies", false, `Deny with the seeds' bodies ({"error":"Unauthorized"}, {"message":"Insufficient permissions"}) instead of keycap's.`)
+	flag.BoolVar(&o.leaderElect, "leader-elect", false, "Elect a leader among controller replicas (the data plane never needs it).")
+	flag.StringVar(&o.leaderElectionID, "leader-election-id", "keycap.keycap.dev", "Name of the leader election Lease.")
+	zapOpts := zap.Options{Development: false}
+	zapOpts.BindFlags(flag.CommandLine)
+	flag.Parse()
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+
+	if err := run(o); err != nil {
+		ctrl.Log.Error(err, "keycap stopped")
+		os.Exit(1)
+	}
+}
+
+func run(o options) error {
+	log := ctrl.Log.WithName("setup")
+	components, err := parseComponents(o.components)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	var cfg *rest.Config
+	if o.localControlPlane != "" {
+		assets := os.Getenv("KUBEBUILDER_ASSETS")
+		if assets == "" {
+			return errors.New("--local-control-plane needs KUBEBUILDER_ASSETS (the directory hack/build-control-plane.sh prints); `make run` sets it")
+		}
+		dir, err := filepath.Abs(o.localControlPlane)
+		if err != nil {
+			return err
+		}
+		log.Info("starting the local control plane", "dir", dir)
+		cluster, err := localcluster.Start(ctx, localcluster.Options{
+			Dir:               dir,
+			AssetsDir:         assets,
+			OperatorNamespace: o.operatorNamespace,
+			WebhookURL:        fmt.Sprintf("https://127.0.0.1:%d", o.webhookPort),
+		})
+		if err != nil {
+			return fmt.Errorf("starting the local control plane: %w", err)
+		}
+		defer func() {
+			if err := cluster.Stop(); err != nil {
+				log.Error(err, "stopping the local control plane")
+			}
+		}()
+		cfg = cluster.Config
+		log.Info("local control plane running", "kubeconfig", cluster.KubeconfigPath)
+	} else {
+		if cfg, err = ctrl.GetConfig(); err != nil {
+			return fmt.Errorf("loading kubeconfig: %w", err)
+		}
+	}
+
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		return err
+	}
+	if err := keycapv1alpha1.AddToScheme(scheme); err != nil {
+		return err
+	}
+
+	mgrOpts := ctrl.Options{
+		Scheme:                  scheme,
+		Metrics:                 metricsserver.Options{BindAddress: o.metricsAddr},
+		HealthProbeBindAddress:  o.probeAddr,
+		LeaderElection:          o.leaderElect && components[componentControllers],
+		LeaderElectionID:        o.leaderElectionID,
+		LeaderElectionNamespace: o.operatorNamespace,
+	}
+	if components[componentWebhook] {
+		mgrOpts.WebhookServer = ctrlwebhook.NewServer(ctrlwebhook.Options{
+			Host:    o.webhookHost,
+			Port:    o.webhookPort,
+			CertDir: o.webhookCertDir,
+		})
+	}
+	mgr, err := ctrl.NewManager(cfg, mgrOpts)
+	if err != nil {
+		return fmt.Errorf("creating the manager: %w", err)
+	}
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		return err
+	}
+
+	if components[componentControllers] {
+		if err := controllers.SetupWithManager(mgr, controllers.Options{
+			Clock:             clock.RealClock{},
+			OperatorNamespace: o.operatorNamespace,
+		}); err != nil {
+			return fmt.Errorf("setting up the controllers: %w", err)
+		}
+	}
+	if components[componentWebhook] {
+		if err := webhook.SetupWithManager(mgr, webhook.Options{
+			OperatorNamespace:  o.operatorNamespace,
+			ManageCertificates: o.webhookCertDir == "",
+		}); err != nil {
+			return fmt.Errorf("setting up the webhook: %w", err)
+		}
+	}
+	var dataPlane *authz.DataPlane
+	if components[componentAuthz] {
+		if dataPlane, err = authz.SetupWithManager(mgr, authz.Options{
+			GRPCAddr:          o.grpcAddr,
+			HTTPAddr:          o.httpAddr,
+			ExtraKeyHeaders:   splitList(o.extraKeyHeaders),
+			CompatBodies:      o.compatBodies,
+			OperatorNamespace: o.operatorNamespace,
+		}); err != nil {
+			return fmt.Errorf("setting up the data plane: %w", err)
+		}
+	}
+
+	go announceReady(ctx, mgr, components, dataPlane)
+	log.Info("starting keycap", "components", o.components)
+	return mgr.Start(ctx)
+}
+
+// announceReady prints the `keycap ready` line that scripts wait for (DESIGN.md's contract for
+// `make run`) once the caches have synced and, when the data plane runs, once it is serving.
+func announceReady(ctx context.Context, mgr ctrl.Manager, components map[string]bool, dataPlane *authz.DataPlane) {
+	if !mgr.GetCache().WaitForCacheSync(ctx) {
+		return
+	}
+	if dataPlane != nil && !dataPlane.WaitServing(ctx) {
+		return
+	}
+	names := make([]string, 0, len(components))
+	for _, c := range allComponents {
+		if components[c] {
+			names = append(names, c)
+		}
+	}
+	ctrl.Log.Info("keycap ready", "components", strings.Join(names, ","))
+}
+
+func parseComponents(s string) (map[string]bool, error) {
+	out := map[string]bool{}
+	for _, c := range splitList(s) {
+		if !slices.Contains(allComponents, c) {
+			return nil, fmt.Errorf("unknown component %q; known: %s", c, strings.Join(allComponents, ", "))
+		}
+		out[c] = true
+	}
+	if len(out) == 0 {
+		return nil, errors.New("--components names no component")
+	}
+	return out, nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, part := range strings.Split(s, ",") {
+		if part = strings.TrimSpace(part); part != "" {
+			out = append(out, part)
+		}
+	}
+	return out
+}
+
+func envOr(name, fallback string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return fallback
+}
