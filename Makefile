@@ -31,6 +31,8 @@ help: ## Show this help.
 manifests: controller-gen ## Generate CRDs and RBAC from the markers in api/ and controllers/.
 	$(CONTROLLER_GEN) crd paths="./api/..." output:crd:artifacts:config=config/crd/bases
 	$(CONTROLLER_GEN) rbac:roleName=keycap-manager paths="./controllers/..." paths="./webhook/..." output:rbac:artifacts:config=config/rbac
+	$(CONTROLLER_GEN) rbac:roleName=keycap-authz paths="./internal/authz/..." output:rbac:artifacts:config=config/rbac/authz
+	$(CONTROLLER_GEN) webhook paths="./webhook/..." output:webhook:artifacts:config=config/webhook
 
 .PHONY: generate
 generate: controller-gen ## Generate deepcopy code.
@@ -73,12 +75,12 @@ bench: control-plane build ## Load benchmarks against no-op baselines in the sam
 ##@ Build
 
 .PHONY: build
-build: ## Build bin/keycap and bin/kubectl-keycap.
+build: ## Build bin/keycap.
 	go build -o $(LOCALBIN)/keycap .
 
 .PHONY: run
 run: build control-plane ## Run keycap: on an embedded local control plane, or on $KUBECONFIG's cluster if set.
-	KUBEBUILDER_ASSETS="$(CONTROL_PLANE)" $(LOCALBIN)/keycap run $(if $(KUBECONFIG),--kubeconfig=$(KUBECONFIG),--local-control-plane=.local) $(RUN_ARGS)
+	KUBEBUILDER_ASSETS="$(CONTROL_PLANE)" $(LOCALBIN)/keycap $(if $(KUBECONFIG),--kubeconfig=$(KUBECONFIG),--local-control-plane=.local) $(RUN_ARGS)
 
 ##@ Tools
 
