@@ -1,0 +1,164 @@
+package index
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	toolscache "k8s.io/client-go/tools/cache"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	keycapv1alpha1 "github.com/keycap-dev/keycap/api/v1alpha1"
+)
+
+// Feed registers the index's event handlers on the informers of the opaque-key kinds (ApiKey,
+// AgentKey) and returns a function reporting whether every handler has received the informers'
+// initial list. Informers come from the manager's cache; nothing here reads Secrets.
+func (ix *Index) Feed(ctx context.Context, informers cache.Informers) (synced func() bool, err error) {
+	var regs []toolscache.ResourceEventHandlerRegistration
+	for _, obj := range []client.Object{&keycapv1alpha1.ApiKey{}, &keycapv1alpha1.AgentKey{}} {
+		inf, err := informers.GetInformer(ctx, obj, cache.BlockUntilSynced(false))
+		if err != nil {
+			return nil, fmt.Errorf("getting the %T informer: %w", obj, err)
+		}
+		reg, err := inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+			AddFunc:    func(o any) { ix.apply(o) },
+			UpdateFunc: func(_, o any) { ix.apply(o) },
+			DeleteFunc: ix.remove,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("watching %T: %w", obj, err)
+		}
+		regs = append(regs, reg)
+	}
+	return func() bool {
+		for _, r := range regs {
+			if !r.HasSynced() {
+				return false
+			}
+		}
+		return true
+	}, nil
+}
+
+func (ix *Index) apply(o any) {
+	switch obj := o.(type) {
+	case *keycapv1alpha1.ApiKey:
+		ix.Upsert(FromApiKey(obj))
+	case *keycapv1alpha1.AgentKey:
+		ix.Upsert(FromAgentKey(obj))
+	}
+}
+
+func (ix *Index) remove(o any) {
+	if tomb, ok := o.(toolscache.DeletedFinalStateUnknown); ok {
+		o = tomb.Obj
+	}
+	switch obj := o.(type) {
+	case *keycapv1alpha1.ApiKey:
+		ix.Delete(ObjectKey{Kind: KindApiKey, Namespace: obj.Namespace, Name: obj.Name})
+	case *keycapv1alpha1.AgentKey:
+		ix.Delete(ObjectKey{Kind: KindAgentKey, Namespace: obj.Namespace, Name: obj.Name})
+	}
+}
+
+// FromApiKey returns the index's view of an ApiKey.
+func FromApiKey(k *keycapv1alpha1.ApiKey) (*Credential, []KeyDigest) {
+	c := &Credential{
+		Kind:      KindApiKey,
+		Namespace: k.Namespace,
+		Name:      k.Name,
+		UID:       string(k.UID),
+		KeyID:     k.Status.KeyID,
+		Disabled:  k.Spec.Disabled,
+		ExpiresAt: expiry(k.CreationTimestamp, k.Spec.Lifetime, k.Status.ExpiresAt),
+	}
+	setScopes(c, k.Spec.Scopes)
+	if k.Status.LastUsedAt != nil {
+		c.LastUsedAt = k.Status.LastUsedAt.Time
+	}
+	return c, keyDigests(k.Status.OpaqueKeyStatus)
+}
+
+// FromAgentKey returns the index's view of an AgentKey.
+func FromAgentKey(k *keycapv1alpha1.AgentKey) (*Credential, []KeyDigest) {
+	c := &Credential{
+		Kind:       KindAgentKey,
+		Namespace:  k.Namespace,
+		Name:       k.Name,
+		UID:        string(k.UID),
+		KeyID:      k.Status.KeyID,
+		Disabled:   k.Spec.Disabled,
+		ExpiresAt:  expiry(k.CreationTimestamp, k.Spec.Lifetime, k.Status.ExpiresAt),
+		Agent:      k.Spec.Agent,
+		ParentName: k.Spec.APIKeyRef.Name,
+	}
+	setScopes(c, k.Spec.Scopes)
+	if k.Status.LastUsedAt != nil {
+		c.LastUsedAt = k.Status.LastUsedAt.Time
+	}
+	return c, keyDigests(k.Status.OpaqueKeyStatus)
+}
+
+func setScopes(c *Credential, scopes []string) {
+	c.Scopes = NormalizeScopes(scopes)
+	c.ScopesHeader = joinScopes(c.Scopes)
+}
+
+func joinScopes(scopes []string) string {
+	n := 0
+	for _, s := range scopes {
+		n += len(s) + 1
+	}
+	b := make([]byte, 0, n)
+	for i, s := range scopes {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, s...)
+	}
+	return string(b)
+}
+
+// JoinScopes joins scopes with "," for the x-keycap-scopes header.
+func JoinScopes(scopes []string) string { return joinScopes(scopes) }
+
+// expiry is the earliest of every expiry the object states, so that the data plane refuses an
+// expired key even before the controller has written status.expiresAt.
+func expiry(created metav1.Time, spec keycapv1alpha1.Lifetime, status *metav1.Time) time.Time {
+	var out time.Time
+	consider := func(t time.Time) {
+		if !t.IsZero() && (out.IsZero() || t.Before(out)) {
+			out = t
+		}
+	}
+	if status != nil {
+		consider(status.Time)
+	}
+	if spec.ExpiresAt != nil {
+		consider(spec.ExpiresAt.Time)
+	}
+	if spec.Duration != nil && !created.IsZero() {
+		consider(created.Add(spec.Duration.Duration))
+	}
+	return out
+}
+
+func keyDigests(s keycapv1alpha1.OpaqueKeyStatus) []KeyDigest {
+	out := make([]KeyDigest, 0, len(s.Digests))
+	for i, hexDigest := range s.Digests {
+		d, ok := ParseDigest(hexDigest)
+		if !ok || slices.ContainsFunc(out, func(k KeyDigest) bool { return k.Digest == d }) {
+			continue
+		}
+		kd := KeyDigest{Digest: d}
+		if i > 0 && s.PreviousKeyValidUntil != nil {
+			kd.NotAfter = s.PreviousKeyValidUntil.Time
+		}
+		out = append(out, kd)
+	}
+	return out
+}
