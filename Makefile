@@ -78,9 +78,25 @@ bench: control-plane build ## Load benchmarks against no-op baselines in the sam
 build: ## Build bin/keycap.
 	go build -o $(LOCALBIN)/keycap .
 
+# `make run`'s state directory (etcd data, certificates, kubeconfig); kept between runs.
+LOCAL_DIR ?= .local
+# The local case binds every listener to 127.0.0.1 on DESIGN.md's default ports.
+RUN_LOCAL_FLAGS = --local-control-plane=$(LOCAL_DIR) \
+	--grpc-bind-address=127.0.0.1:9001 --http-bind-address=127.0.0.1:9002 \
+	--webhook-host=127.0.0.1 --webhook-port=9443 \
+	--metrics-bind-address=127.0.0.1:8080 --health-probe-bind-address=127.0.0.1:8081
+# Extra flags for bin/keycap, e.g. RUN_ARGS=--zap-devel.
+RUN_ARGS ?=
+
 .PHONY: run
-run: build control-plane ## Run keycap: on an embedded local control plane, or on $KUBECONFIG's cluster if set.
-	KUBEBUILDER_ASSETS="$(CONTROL_PLANE)" $(LOCALBIN)/keycap $(if $(KUBECONFIG),--kubeconfig=$(KUBECONFIG),--local-control-plane=.local) $(RUN_ARGS)
+run: build ## Run keycap on an embedded local control plane (state in .local/), or with `make run KUBECONFIG=...` on that cluster.
+# exec: keycap replaces the shell, so SIGINT/SIGTERM reach it and it stops etcd and the apiserver.
+ifeq ($(origin KUBECONFIG),command line)
+	exec $(LOCALBIN)/keycap --kubeconfig="$(KUBECONFIG)" $(RUN_ARGS)
+else
+	@$(MAKE) --no-print-directory control-plane
+	export KUBEBUILDER_ASSETS="$(CONTROL_PLANE)"; exec $(LOCALBIN)/keycap $(RUN_LOCAL_FLAGS) $(RUN_ARGS)
+endif
 
 ##@ Tools
 

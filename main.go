@@ -42,6 +42,8 @@ var allComponents = []string{componentControllers, componentWebhook, componentAu
 type options struct {
 	components          string
 	localControlPlane   string
+	localAPIServerPort  int
+	localEtcdPort       int
 	operatorNamespace   string
 	metricsAddr         string
 	probeAddr           string
@@ -63,6 +65,8 @@ func main() {
 		"Comma-separated components to run: controllers (leader-elected), webhook, authz (the data plane).")
 	flag.StringVar(&o.localControlPlane, "local-control-plane", "",
 		"Start etcd and kube-apiserver on 127.0.0.1 with their state in this directory, write DIR/kubeconfig and install the CRDs (what `make run` does).")
+	flag.IntVar(&o.localAPIServerPort, "local-apiserver-port", localcluster.DefaultAPIServerPort, "Port of the local control plane's kube-apiserver on 127.0.0.1.")
+	flag.IntVar(&o.localEtcdPort, "local-etcd-port", localcluster.DefaultEtcdPort, "Client port of the local control plane's etcd on 127.0.0.1.")
 	flag.StringVar(&o.operatorNamespace, "operator-namespace", envOr("POD_NAMESPACE", "keycap-system"),
 		"Namespace of the operator's own Secrets (webhook certificates, AppToken signing keys).")
 	flag.StringVar(&o.metricsAddr, "metrics-bind-address", ":8080", "Address of the Prometheus metrics endpoint; 0 disables it.")
@@ -107,11 +111,17 @@ func run(o options) error {
 			return err
 		}
 		log.Info("starting the local control plane", "dir", dir)
+		var webhookURL string // without the webhook component, no webhook configuration may block writes
+		if components[componentWebhook] {
+			webhookURL = fmt.Sprintf("https://127.0.0.1:%d", o.webhookPort)
+		}
 		cluster, err := localcluster.Start(ctx, localcluster.Options{
 			Dir:               dir,
 			AssetsDir:         assets,
 			OperatorNamespace: o.operatorNamespace,
-			WebhookURL:        fmt.Sprintf("https://127.0.0.1:%d", o.webhookPort),
+			WebhookURL:        webhookURL,
+			APIServerPort:     o.localAPIServerPort,
+			EtcdPort:          o.localEtcdPort,
 		})
 		if err != nil {
 			return fmt.Errorf("starting the local control plane: %w", err)

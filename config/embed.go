@@ -8,3 +8,13 @@ import "embed"
 //
 //go:embed crd/bases/*.yaml
 var CRDs embed.FS
+
+// Webhook holds config/webhook/. Its manifests.yaml (the ValidatingWebhookConfiguration that
+// controller-gen generates from the webhook markers) is installed by `make run` when present;
+// the directory is embedded whole so the package builds before that file exists.
+//
+//go:embed webhook
+var Webhook embed.FS
+
+// WebhookManifests is the path of the generated webhook configuration inside Webhook.
+const WebhookManifests = "webhook/manifests.yaml"
