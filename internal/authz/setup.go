@@ -1,12 +1,40 @@
 // Package authz is keycap's data plane: Envoy ext_authz over gRPC, HTTP forward-auth, licence
-// activation, SSO links and the JWKS, all answered from the in-memory credential index.
+// activation, SSO links and the JWKS, all answered from the in-memory credential index
+// (internal/index), which informers on the credential CRDs keep current. It reads no Secrets.
+//
+// It runs in the manager as a Runnable that needs no leader election, so every replica serves.
+// It fails closed: until the informers have synced it is not ready and every check is denied
+// with NOT_READY; a panic or any internal error denies with INTERNAL.
 package authz
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
 
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/reflection"
+	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+
+	"github.com/keycap-dev/keycap/internal/index"
 )
+
+// The data plane reads the credential kinds and writes only their status (lastUsedAt). It has no
+// verbs on Secrets. `make manifests` writes these into config/rbac/authz.
+// +kubebuilder:rbac:groups=keycap.dev,resources=apikeys;agentkeys;apptokens;licenses,verbs=get;list;watch
+// +kubebuilder:rbac:groups=keycap.dev,resources=apikeys/status;agentkeys/status;apptokens/status;licenses/status,verbs=patch
 
 // Options configure the data plane.
 type Options struct {
@@ -14,25 +42,239 @@ type Options struct {
 	GRPCAddr string
 	// HTTPAddr is where forward-auth, activation, SSO and the JWKS are served.
 	HTTPAddr string
-	// ExtraKeyHeaders are request headers, besides x-api-key and Authorization, that may carry a key.
+	// ExtraKeyHeaders are request headers, besides x-api-key and Authorization, that may carry a
+	// key. Nil means DefaultExtraKeyHeaders; an empty non-nil slice means none.
 	ExtraKeyHeaders []string
 	// CompatBodies switches denial bodies to the seeds' APIs' shapes.
 	CompatBodies bool
 	// OperatorNamespace holds the AppToken signing keys whose public half the JWKS publishes.
 	OperatorNamespace string
+
+	// Clock judges expiry and throttles lastUsedAt writes. Defaults to the real clock.
+	Clock clock.WithTicker
+	// LastUsedFlushInterval is how often recorded uses are written to status.lastUsedAt
+	// (default 10s). Each credential is written at most once per LastUsedThrottle per replica.
+	LastUsedFlushInterval time.Duration
+	// DisableLastUsed turns off lastUsedAt writes (the data plane then needs no status verbs).
+	DisableLastUsed bool
 }
 
 // DataPlane is the running data plane.
-type DataPlane struct{}
+type DataPlane struct {
+	opts      Options
+	index     *index.Index
+	authz     authorizer
+	extractor *extractor
+	canonical map[string]string
+	usage     *usageRecorder
+	synced    func() bool
+
+	// listening is set once both listeners are open; serving is closed once the data plane is
+	// listening and synced.
+	listening   atomic.Bool
+	isServing   atomic.Bool
+	serving     chan struct{}
+	servingOnce sync.Once
+
+	addrMu   sync.Mutex
+	grpcAddr net.Addr
+	httpAddr net.Addr
+}
+
+var (
+	_ manager.Runnable               = (*DataPlane)(nil)
+	_ manager.LeaderElectionRunnable = (*DataPlane)(nil)
+)
 
 // SetupWithManager adds the data plane's servers and its readiness check to mgr.
 func SetupWithManager(mgr ctrl.Manager, opts Options) (*DataPlane, error) {
-	return &DataPlane{}, nil
+	if opts.Clock == nil {
+		opts.Clock = clock.RealClock{}
+	}
+	if opts.ExtraKeyHeaders == nil {
+		opts.ExtraKeyHeaders = DefaultExtraKeyHeaders
+	}
+	dp := &DataPlane{
+		opts:    opts,
+		index:   index.New(),
+		serving: make(chan struct{}),
+	}
+	dp.extractor = newExtractor(opts.ExtraKeyHeaders)
+	dp.canonical = canonicalNames(dp.extractor.names)
+	synced, err := dp.index.Feed(context.Background(), mgr.GetCache())
+	if err != nil {
+		return nil, err
+	}
+	dp.synced = synced
+	dp.authz = authorizer{index: dp.index, clock: opts.Clock, ready: dp.ready}
+	if !opts.DisableLastUsed {
+		dp.usage = newUsageRecorder(mgr.GetClient(), opts.Clock, opts.LastUsedFlushInterval)
+	}
+	if err := mgr.AddReadyzCheck("authz", func(*http.Request) error {
+		if !dp.ready() {
+			return errors.New("the data plane's informers have not synced or its listeners are not open")
+		}
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	if err := mgr.Add(dp); err != nil {
+		return nil, err
+	}
+	return dp, nil
+}
+
+// NeedLeaderElection is false: every replica serves.
+func (dp *DataPlane) NeedLeaderElection() bool { return false }
+
+// ready reports whether the data plane may allow requests: its informers have delivered their
+// initial lists. Until then every check is denied.
+func (dp *DataPlane) ready() bool {
+	if dp.isServing.Load() {
+		return true
+	}
+	return dp.synced() && dp.listening.Load()
+}
+
+// decide runs the authorizer and records use of an allowed credential.
+func (dp *DataPlane) decide(key string, req Requirements) Decision {
+	d := dp.authz.decide(key, req)
+	if d.Allowed() && dp.usage != nil {
+		dp.usage.record(d.slot, d.Credential, dp.authz.now())
+	}
+	return d
+}
+
+// Start serves gRPC and HTTP until ctx ends.
+func (dp *DataPlane) Start(ctx context.Context) error {
+	log := logf.FromContext(ctx).WithName("authz")
+	var lc net.ListenConfig
+	grpcLis, err := lc.Listen(ctx, "tcp", dp.opts.GRPCAddr)
+	if err != nil {
+		return fmt.Errorf("ext_authz gRPC listener: %w", err)
+	}
+	httpLis, err := lc.Listen(ctx, "tcp", dp.opts.HTTPAddr)
+	if err != nil {
+		_ = grpcLis.Close()
+		return fmt.Errorf("forward-auth HTTP listener: %w", err)
+	}
+	dp.addrMu.Lock()
+	dp.grpcAddr, dp.httpAddr = grpcLis.Addr(), httpLis.Addr()
+	dp.addrMu.Unlock()
+
+	gs := grpc.NewServer(
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+		grpc.MaxRecvMsgSize(1<<20),
+	)
+	authv3.RegisterAuthorizationServer(gs, &grpcServer{dp: dp})
+	healthServer := health.NewServer()
+	healthServer.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+	healthServer.SetServingStatus(authv3.Authorization_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)
+	healthpb.RegisterHealthServer(gs, healthServer)
+	reflection.Register(gs)
+
+	httpServer := &http.Server{
+		Handler:           dp.newHTTPMux(),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+	}
+
+	errs := make(chan error, 2)
+	go func() { errs <- gs.Serve(grpcLis) }()
+	go func() {
+		if err := httpServer.Serve(httpLis); !errors.Is(err, http.ErrServerClosed) {
+			errs <- err
+			return
+		}
+		errs <- nil
+	}()
+	dp.listening.Store(true)
+	if dp.usage != nil {
+		go dp.usage.run(ctx)
+	}
+	go dp.waitSynced(ctx, healthServer)
+	go dp.reportIndexSize(ctx)
+	log.Info("data plane listening", "grpc", grpcLis.Addr().String(), "http", httpLis.Addr().String())
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-errs:
+	}
+	healthServer.Shutdown()
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = httpServer.Shutdown(shutdownCtx)
+	stopped := make(chan struct{})
+	go func() { gs.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-shutdownCtx.Done():
+		gs.Stop()
+	}
+	if serveErr != nil {
+		return fmt.Errorf("data plane server: %w", serveErr)
+	}
+	return nil
+}
+
+func (dp *DataPlane) waitSynced(ctx context.Context, healthServer *health.Server) {
+	ticker := time.NewTicker(10 * time.Millisecond)
+	defer ticker.Stop()
+	for !dp.synced() {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+		}
+	}
+	dp.isServing.Store(true)
+	healthServer.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	healthServer.SetServingStatus(authv3.Authorization_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	dp.servingOnce.Do(func() { close(dp.serving) })
+	logf.FromContext(ctx).WithName("authz").Info("data plane serving: informers synced",
+		"apikeys", dp.index.Len(index.KindApiKey), "agentkeys", dp.index.Len(index.KindAgentKey))
+}
+
+func (dp *DataPlane) reportIndexSize(ctx context.Context) {
+	ticker := time.NewTicker(5 * time.Second)
+	defer ticker.Stop()
+	for {
+		indexedCredentials.WithLabelValues(index.KindApiKey).Set(float64(dp.index.Len(index.KindApiKey)))
+		indexedCredentials.WithLabelValues(index.KindAgentKey).Set(float64(dp.index.Len(index.KindAgentKey)))
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+		}
+	}
 }
 
 // WaitServing blocks until the data plane serves requests (its informers have synced and its
 // listeners are open) or ctx ends; it reports whether it is serving.
-func (d *DataPlane) WaitServing(ctx context.Context) bool {
-	<-ctx.Done()
-	return false
+func (dp *DataPlane) WaitServing(ctx context.Context) bool {
+	select {
+	case <-dp.serving:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
+
+// GRPCAddr returns the address the gRPC server listens on, once it does (nil before).
+func (dp *DataPlane) GRPCAddr() net.Addr {
+	dp.addrMu.Lock()
+	defer dp.addrMu.Unlock()
+	return dp.grpcAddr
+}
+
+// HTTPAddr returns the address the HTTP server listens on, once it does (nil before).
+func (dp *DataPlane) HTTPAddr() net.Addr {
+	dp.addrMu.Lock()
+	defer dp.addrMu.Unlock()
+	return dp.httpAddr
+}
+
+// Index returns the credential index (read-only use: tests and diagnostics).
+func (dp *DataPlane) Index() *index.Index { return dp.index }

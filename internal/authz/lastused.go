@@ -1,0 +1,150 @@
+package authz
+
+import (
+	"context"
+	"encoding/json"
+	"sync"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/clock"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+
+	keycapv1alpha1 "github.com/keycap-dev/keycap/api/v1alpha1"
+	"github.com/keycap-dev/keycap/internal/index"
+)
+
+// LastUsedThrottle is the least time between two lastUsedAt writes for one credential by one
+// replica.
+const LastUsedThrottle = time.Minute
+
+const (
+	defaultLastUsedFlush = 10 * time.Second
+	lastUsedQueueSize    = 4096
+	lastUsedWriters      = 4
+)
+
+// usageRecorder writes status.lastUsedAt in the background. The request path only compares and
+// swaps an atomic mark on the credential's slot and, at most once a minute per credential, does a
+// non-blocking send on a channel; a background loop batches what arrived and patches each object's
+// status with a merge patch that touches lastUsedAt alone.
+type usageRecorder struct {
+	client   client.Client
+	clock    clock.WithTicker
+	interval time.Duration
+	queue    chan usage
+}
+
+type usage struct {
+	slot *index.Slot
+	at   time.Time
+}
+
+func newUsageRecorder(c client.Client, clk clock.WithTicker, interval time.Duration) *usageRecorder {
+	if interval <= 0 {
+		interval = defaultLastUsedFlush
+	}
+	return &usageRecorder{client: c, clock: clk, interval: interval, queue: make(chan usage, lastUsedQueueSize)}
+}
+
+// record notes that an allowed request used the credential of slot at now. It never blocks.
+func (u *usageRecorder) record(slot *index.Slot, cred *index.Credential, now time.Time) {
+	if u == nil || slot == nil {
+		return
+	}
+	mark := slot.LastUsedMark()
+	last := mark.Load()
+	n := now.UnixNano()
+	if n-last < int64(LastUsedThrottle) {
+		return
+	}
+	// Another replica (or a previous run) wrote it recently: nothing to do for now.
+	if !cred.LastUsedAt.IsZero() && now.Sub(cred.LastUsedAt) < LastUsedThrottle {
+		mark.CompareAndSwap(last, cred.LastUsedAt.UnixNano())
+		return
+	}
+	if !mark.CompareAndSwap(last, n) {
+		return // a concurrent request queued it
+	}
+	select {
+	case u.queue <- usage{slot: slot, at: now}:
+	default:
+		mark.Store(last) // queue full: let a later request try again
+	}
+}
+
+// run batches recorded uses and writes them every interval until ctx ends.
+func (u *usageRecorder) run(ctx context.Context) {
+	ticker := u.clock.NewTicker(u.interval)
+	defer ticker.Stop()
+	pending := map[*index.Slot]time.Time{}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case use := <-u.queue:
+			pending[use.slot] = use.at
+		case <-ticker.C():
+			if len(pending) > 0 {
+				u.flush(ctx, pending)
+				pending = map[*index.Slot]time.Time{}
+			}
+		}
+	}
+}
+
+func (u *usageRecorder) flush(ctx context.Context, batch map[*index.Slot]time.Time) {
+	log := logf.FromContext(ctx).WithName("lastused")
+	work := make(chan usage)
+	var wg sync.WaitGroup
+	for range min(lastUsedWriters, len(batch)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for use := range work {
+				err := u.write(ctx, use)
+				switch {
+				case err == nil:
+					lastUsedWrites.WithLabelValues("ok").Inc()
+				case apierrors.IsNotFound(err):
+				default:
+					lastUsedWrites.WithLabelValues("error").Inc()
+					log.V(1).Info("writing lastUsedAt failed", "kind", use.slot.Key.Kind,
+						"namespace", use.slot.Key.Namespace, "name", use.slot.Key.Name, "error", err.Error())
+				}
+			}
+		}()
+	}
+	for slot, at := range batch {
+		select {
+		case work <- usage{slot: slot, at: at}:
+		case <-ctx.Done():
+		}
+	}
+	close(work)
+	wg.Wait()
+}
+
+func (u *usageRecorder) write(ctx context.Context, use usage) error {
+	var obj client.Object
+	switch use.slot.Key.Kind {
+	case index.KindApiKey:
+		obj = &keycapv1alpha1.ApiKey{}
+	case index.KindAgentKey:
+		obj = &keycapv1alpha1.AgentKey{}
+	default:
+		return nil
+	}
+	obj.SetNamespace(use.slot.Key.Namespace)
+	obj.SetName(use.slot.Key.Name)
+	body, err := json.Marshal(map[string]any{"status": map[string]any{"lastUsedAt": metav1.NewTime(use.at)}})
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	return u.client.Status().Patch(ctx, obj, client.RawPatch(types.MergePatchType, body))
+}
