@@ -1,0 +1,167 @@
+package authz_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	clocktesting "k8s.io/utils/clock/testing"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	keycapv1alpha1 "github.com/keycap-dev/keycap/api/v1alpha1"
+	"github.com/keycap-dev/keycap/internal/authz"
+	"github.com/keycap-dev/keycap/internal/keys"
+	"github.com/keycap-dev/keycap/internal/testenv"
+)
+
+const (
+	// revocationTimeout is how soon a disable or delete must be refused (issue 3: "within a
+	// second").
+	revocationTimeout = time.Second
+	// propagationTimeout bounds waiting for a created object to reach the index.
+	propagationTimeout = 10 * time.Second
+	// lastUsedFlush is the data plane's lastUsedAt flush interval in these tests (on the fake clock).
+	lastUsedFlush = 10 * time.Second
+)
+
+// suite is the shared world of the data-plane tests: a real kube-apiserver + etcd, a manager
+// running the data plane on 127.0.0.1, and an uncached client. No controller runs: tests write
+// the status the controller would write.
+type suite struct {
+	client client.Client
+	clock  *clocktesting.FakeClock
+	dp     *authz.DataPlane
+}
+
+var world *suite
+
+func TestMain(m *testing.M) {
+	os.Exit(runMain(m))
+}
+
+func runMain(m *testing.M) int {
+	env, err := testenv.New()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	cfg, err := env.Start()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "starting the control plane:", err)
+		return 1
+	}
+	defer func() { _ = env.Stop() }()
+	code, err := runWithDataPlane(m, env)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	_ = cfg
+	return code
+}
+
+func runWithDataPlane(m *testing.M, env *envtest.Environment) (int, error) {
+	scheme := testenv.Scheme()
+	c, err := client.New(env.Config, client.Options{Scheme: scheme})
+	if err != nil {
+		return 0, err
+	}
+	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
+		Scheme:                 scheme,
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0",
+	})
+	if err != nil {
+		return 0, err
+	}
+	clk := clocktesting.NewFakeClock(time.Now())
+	dp, err := authz.SetupWithManager(mgr, authz.Options{
+		GRPCAddr:              "127.0.0.1:0",
+		HTTPAddr:              "127.0.0.1:0",
+		Clock:                 clk,
+		LastUsedFlushInterval: lastUsedFlush,
+	})
+	if err != nil {
+		return 0, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(ctx) }()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	waitCtx, waitCancel := context.WithTimeout(ctx, time.Minute)
+	defer waitCancel()
+	if !dp.WaitServing(waitCtx) {
+		return 0, fmt.Errorf("the data plane did not start serving")
+	}
+	world = &suite{client: c, clock: clk, dp: dp}
+	return m.Run(), nil
+}
+
+var nsCounter atomic.Int64
+
+// newNamespace creates a namespace of its own for a test.
+func newNamespace(t *testing.T) string {
+	t.Helper()
+	name := fmt.Sprintf("authz-%d-%d", time.Now().UnixNano()%100000, nsCounter.Add(1))
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
+	gomega.NewWithT(t).Expect(world.client.Create(context.Background(), ns)).To(gomega.Succeed())
+	return name
+}
+
+// createApiKey creates an ApiKey and writes its status as the controller would: the digest of a
+// fresh key, its key ID and expiry. It returns the key.
+func createApiKey(t *testing.T, ns, name string, mutate func(*keycapv1alpha1.ApiKey)) (string, *keycapv1alpha1.ApiKey) {
+	t.Helper()
+	g := gomega.NewWithT(t)
+	key, err := keys.Generate("kc")
+	g.Expect(err).NotTo(gomega.HaveOccurred())
+	k := &keycapv1alpha1.ApiKey{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
+	k.Spec.Scopes = []string{"videos:read", "videos:write"}
+	if mutate != nil {
+		mutate(k)
+	}
+	status := k.Status
+	g.Expect(world.client.Create(context.Background(), k)).To(gomega.Succeed())
+	k.Status = status
+	if len(k.Status.Digests) == 0 {
+		k.Status.Digests = []string{keys.Digest(key)}
+	}
+	k.Status.KeyID = keys.KeyID(k.Status.Digests[0])
+	g.Expect(world.client.Status().Update(context.Background(), k)).To(gomega.Succeed())
+	return key, k
+}
+
+// createAgentKey creates an AgentKey under parent and writes its status.
+func createAgentKey(t *testing.T, ns, name, parent string, scopes []string) (string, *keycapv1alpha1.AgentKey) {
+	t.Helper()
+	g := gomega.NewWithT(t)
+	key, err := keys.Generate(keycapv1alpha1.AgentKeyPrefix)
+	g.Expect(err).NotTo(gomega.HaveOccurred())
+	k := &keycapv1alpha1.AgentKey{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
+	k.Spec.APIKeyRef.Name = parent
+	k.Spec.Agent = "agent-" + name
+	k.Spec.Scopes = scopes
+	g.Expect(world.client.Create(context.Background(), k)).To(gomega.Succeed())
+	k.Status.Digests = []string{keys.Digest(key)}
+	k.Status.KeyID = keys.KeyID(k.Status.Digests[0])
+	g.Expect(world.client.Status().Update(context.Background(), k)).To(gomega.Succeed())
+	return key, k
+}
+
+func setDisabled(t *testing.T, obj client.Object, disabled bool) {
+	t.Helper()
+	patch := fmt.Appendf(nil, `{"spec":{"disabled":%t}}`, disabled)
+	gomega.NewWithT(t).Expect(world.client.Patch(context.Background(), obj, client.RawPatch("application/merge-patch+json", patch))).To(gomega.Succeed())
+}
