@@ -1,9 +1,33 @@
-// Package webhook is keycap's validating admission webhook for the four credential kinds.
+// Package webhook is keycap's validating admission webhook for the four credential kinds, and the
+// tamper guard for the Secrets keycap manages.
 package webhook
 
 import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"slices"
+
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
+	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
+
+	keycapv1alpha1 "github.com/keycap-dev/keycap/api/v1alpha1"
+	"github.com/keycap-dev/keycap/internal/webhookcert"
 )
+
+// RBAC of the webhook: read the credentials (cache and field indexes), keep its certificate
+// Secret and inject the caBundle.
+// +kubebuilder:rbac:groups=keycap.dev,resources=apikeys;agentkeys;apptokens;licenses,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;create;update
+// +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=validatingwebhookconfigurations,verbs=get;update
+// +kubebuilder:rbac:groups=authentication.k8s.io,resources=selfsubjectreviews,verbs=create
 
 // Options configure the webhook.
 type Options struct {
@@ -12,10 +36,155 @@ type Options struct {
 	// ManageCertificates makes keycap issue and rotate its own serving certificate and inject the
 	// caBundle; false when cert-manager provides them.
 	ManageCertificates bool
+
+	// Clock decides expiry checks and certificate renewals; defaults to the real clock.
+	Clock clock.WithTicker
+	// Policy holds the configurable limits; zero means DefaultPolicy().
+	Policy Policy
+	// ConfigurationName is the ValidatingWebhookConfiguration the caBundle goes into; defaults
+	// to ConfigurationName.
+	ConfigurationName string
+	// ServiceName is the Service in front of the webhook, in OperatorNamespace; the serving
+	// certificate names it. Defaults to DefaultServiceName.
+	ServiceName string
+	// OperatorUsernames may change the Secrets keycap manages, in addition to the identity this
+	// process runs as (learnt from a SelfSubjectReview at setup). Set it when the controllers run
+	// in another Deployment than the webhook.
+	OperatorUsernames []string
+	// Certificates tunes the managed certificates (lifetimes, renew windows); its Namespace,
+	// ConfigurationName, names and Clock are filled in from the fields above.
+	Certificates webhookcert.Options
+}
+
+// Webhook is what SetupWithManager registered, for tests and main.
+type Webhook struct {
+	// Certificates is the certificate manager; nil when ManageCertificates is false.
+	Certificates *webhookcert.Manager
+	// Operators are the usernames the tamper guard lets change managed Secrets.
+	Operators []string
 }
 
 // SetupWithManager registers the validators (and, unless certificates are managed elsewhere, the
 // certificate manager) with mgr.
 func SetupWithManager(mgr ctrl.Manager, opts Options) error {
-	return nil
+	_, err := Setup(mgr, opts)
+	return err
+}
+
+// Setup is SetupWithManager returning what it registered.
+func Setup(mgr ctrl.Manager, opts Options) (*Webhook, error) {
+	if opts.OperatorNamespace == "" {
+		return nil, errors.New("webhook: OperatorNamespace is required")
+	}
+	if opts.Clock == nil {
+		opts.Clock = clock.RealClock{}
+	}
+	if opts.Policy == (Policy{}) {
+		opts.Policy = DefaultPolicy()
+	}
+	if opts.ConfigurationName == "" {
+		opts.ConfigurationName = ConfigurationName
+	}
+	if opts.ServiceName == "" {
+		opts.ServiceName = DefaultServiceName
+	}
+	ctx := context.Background()
+	if err := setupIndexes(ctx, mgr); err != nil {
+		return nil, err
+	}
+
+	v := &validator{reader: mgr.GetCache(), apiReader: mgr.GetAPIReader(), clock: opts.Clock, policy: opts.Policy}
+	if err := ctrl.NewWebhookManagedBy(mgr, &keycapv1alpha1.ApiKey{}).WithValidator(&ApiKeyValidator{v}).Complete(); err != nil {
+		return nil, err
+	}
+	if err := ctrl.NewWebhookManagedBy(mgr, &keycapv1alpha1.AgentKey{}).WithValidator(&AgentKeyValidator{v}).Complete(); err != nil {
+		return nil, err
+	}
+	if err := ctrl.NewWebhookManagedBy(mgr, &keycapv1alpha1.AppToken{}).WithValidator(&AppTokenValidator{v}).Complete(); err != nil {
+		return nil, err
+	}
+	if err := ctrl.NewWebhookManagedBy(mgr, &keycapv1alpha1.License{}).WithValidator(&LicenseValidator{v}).Complete(); err != nil {
+		return nil, err
+	}
+
+	self, err := selfUsername(ctx, mgr)
+	if err != nil {
+		return nil, err
+	}
+	operators := append([]string{self}, opts.OperatorUsernames...)
+	mgr.GetWebhookServer().Register(PathManagedSecret, &ctrlwebhook.Admission{Handler: NewSecretGuard(mgr.GetScheme(), operators)})
+	out := &Webhook{Operators: operators}
+
+	if !opts.ManageCertificates {
+		return out, nil
+	}
+	certOpts := opts.Certificates
+	certOpts.Namespace = opts.OperatorNamespace
+	certOpts.ConfigurationName = opts.ConfigurationName
+	certOpts.Clock = opts.Clock
+	certOpts.DNSNames = servingDNSNames(opts.ServiceName, opts.OperatorNamespace)
+	certOpts.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}
+	certOpts.MutateConfiguration = excludeNamespace(opts.OperatorNamespace)
+	certs, err := webhookcert.New(mgr.GetAPIReader(), mgr.GetClient(), certOpts)
+	if err != nil {
+		return nil, err
+	}
+	srv, ok := mgr.GetWebhookServer().(*ctrlwebhook.DefaultServer)
+	if !ok {
+		return nil, fmt.Errorf("webhook: managed certificates need controller-runtime's DefaultServer, got %T", mgr.GetWebhookServer())
+	}
+	srv.Options.TLSOpts = append(srv.Options.TLSOpts, func(c *tls.Config) { c.GetCertificate = certs.GetCertificate })
+	if err := mgr.Add(certs); err != nil {
+		return nil, err
+	}
+	if err := mgr.AddReadyzCheck("webhook-certificate", certs.Checker); err != nil {
+		return nil, err
+	}
+	out.Certificates = certs
+	return out, nil
+}
+
+// servingDNSNames are the names the apiserver may call the webhook by: the Service in the
+// cluster, and localhost for `make run`.
+func servingDNSNames(service, namespace string) []string {
+	return []string{
+		service + "." + namespace + ".svc",
+		service + "." + namespace + ".svc.cluster.local",
+		service + "." + namespace,
+		service,
+		"localhost",
+	}
+}
+
+// excludeNamespace keeps the operator's namespace out of the tamper guard's namespaceSelector
+// when the operator runs in another namespace than the manifests name (keycap-system).
+func excludeNamespace(namespace string) func(*admissionregistrationv1.ValidatingWebhookConfiguration) {
+	return func(vwc *admissionregistrationv1.ValidatingWebhookConfiguration) {
+		for i := range vwc.Webhooks {
+			w := &vwc.Webhooks[i]
+			if w.Name != "vsecret.keycap.dev" || w.NamespaceSelector == nil {
+				continue
+			}
+			for j := range w.NamespaceSelector.MatchExpressions {
+				e := &w.NamespaceSelector.MatchExpressions[j]
+				if e.Key == "kubernetes.io/metadata.name" && e.Operator == metav1.LabelSelectorOpNotIn && !slices.Contains(e.Values, namespace) {
+					e.Values = append(e.Values, namespace)
+				}
+			}
+		}
+	}
+}
+
+// selfUsername asks the apiserver who this process is: the identity the controllers write
+// Secrets as when they run in the same process.
+func selfUsername(ctx context.Context, mgr ctrl.Manager) (string, error) {
+	cs, err := kubernetes.NewForConfig(mgr.GetConfig())
+	if err != nil {
+		return "", err
+	}
+	review, err := cs.AuthenticationV1().SelfSubjectReviews().Create(ctx, &authenticationv1.SelfSubjectReview{}, metav1.CreateOptions{})
+	if err != nil {
+		return "", fmt.Errorf("webhook: learning the operator's own username (SelfSubjectReview): %w", err)
+	}
+	return review.Status.UserInfo.Username, nil
 }

@@ -1,0 +1,56 @@
+package webhook
+
+import (
+	"context"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+	"k8s.io/utils/clock"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	keycapv1alpha1 "github.com/keycap-dev/keycap/api/v1alpha1"
+)
+
+// specPath is the root of every spec field error.
+var specPath = field.NewPath("spec")
+
+// validator holds what the four validators share.
+type validator struct {
+	// reader is the manager's cache, with the field indexes of index.go.
+	reader client.Reader
+	// apiReader reads the apiserver directly, for the parent of an AgentKey the cache may not
+	// have seen yet (a parent and its agent key applied together).
+	apiReader client.Reader
+	clock     clock.PassiveClock
+	policy    Policy
+}
+
+// result turns field errors into the Invalid status kubectl prints with the field and the reason.
+func result(kind, name string, errs field.ErrorList) error {
+	if len(errs) == 0 {
+		return nil
+	}
+	return apierrors.NewInvalid(keycapv1alpha1.GroupVersion.WithKind(kind).GroupKind(), name, errs)
+}
+
+// uniqueness runs the cluster-wide checks: a keyHash no other credential uses (checked when
+// keyHash is new or changed) and a Secret name no other credential in the namespace writes
+// (checked on create; secretName is immutable).
+func (v *validator) uniqueness(ctx context.Context, self credentialRef, spec *keycapv1alpha1.CredentialSpec, keyHash, oldKeyHash string, creating bool) (field.ErrorList, error) {
+	var errs field.ErrorList
+	if keyHash != "" && keyHash != oldKeyHash {
+		e, err := validateUniqueDigest(ctx, v.reader, keyHash, self, specPath.Child("keyHash"))
+		if err != nil {
+			return nil, apierrors.NewInternalError(err)
+		}
+		errs = append(errs, e...)
+	}
+	if creating && self.Name != "" {
+		e, err := validateUniqueSecretName(ctx, v.reader, spec, self, specPath)
+		if err != nil {
+			return nil, apierrors.NewInternalError(err)
+		}
+		errs = append(errs, e...)
+	}
+	return errs, nil
+}
