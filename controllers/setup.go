@@ -29,6 +29,9 @@ type Options struct {
 	Clock clock.WithTicker
 	// OperatorNamespace holds the operator's own Secrets (e.g. AppToken signing keys).
 	OperatorNamespace string
+	// Issuer is the iss of AppTokens (default signing.DefaultIssuer); the data plane's verifier
+	// must use the same.
+	Issuer string
 }
 
 // EventRecorderName is the reporting controller of keycap's Events.
@@ -91,6 +94,9 @@ func SetupWithManager(mgr ctrl.Manager, opts Options) error {
 		WithOptions(controllerOptions(opts, &agentKeys.credentialReconciler)).
 		Complete(agentKeys); err != nil {
 		return fmt.Errorf("setting up the AgentKey controller: %w", err)
+	}
+	if _, err := setupSigningKinds(mgr, opts); err != nil {
+		return err
 	}
 	return nil
 }
