@@ -43,7 +43,8 @@ const sampleAPIKey = "acme-backend"
 
 // TestMakeRun runs keycap with --local-control-plane as `make run` does, applies the samples with
 // kubectl and checks the issued key against its digest; then stops it with SIGTERM, checks that
-// etcd and the apiserver are gone, and starts it again on the same state directory.
+// etcd and the apiserver are gone, and runs `make run` itself twice on the same state directory:
+// the key is unchanged, and Ctrl-C on the job or SIGTERM to make stops everything.
 func TestMakeRun(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds keycap and starts a control plane")
@@ -115,15 +116,28 @@ func TestMakeRun(t *testing.T) {
 		g.Expect(portFree(p)).To(gomega.Succeed(), "port %d still bound after keycap stopped", p)
 	}
 
-	// ---- second run on the kept state: the key and its Secret are still there ----
-	second := startKeycap(t, bin, assets, args)
-	g.Eventually(second.output).WithTimeout(startTimeout).WithPolling(pollInterval).
+	// ---- second run, through `make run`, on the kept state: the key and its Secret are still
+	// there; Ctrl-C (SIGINT to the foreground process group) stops everything ----
+	second := startMakeRun(t, t.TempDir(), dir, args[1:])
+	g.Eventually(second.output).WithTimeout(buildTimeout + startTimeout).WithPolling(pollInterval).
 		Should(gomega.ContainSubstring("keycap ready"))
 	g.Expect(waitIssued(g, kubectl)).To(gomega.Equal(digest), "a restart on the kept state must not change the key")
 	children = second.childPIDs(t, dir)
-	second.terminate(t)
+	second.interruptGroup(t)
 	for name, pid := range children {
-		g.Expect(processAlive(pid)).To(gomega.BeFalse(), "%s (pid %d) still running after the second stop", name, pid)
+		g.Expect(processAlive(pid)).To(gomega.BeFalse(), "%s (pid %d) still running after Ctrl-C on make run", name, pid)
+	}
+
+	// ---- third run: SIGTERM to make alone reaches keycap too ----
+	third := startMakeRun(t, t.TempDir(), dir, args[1:])
+	g.Eventually(third.output).WithTimeout(buildTimeout + startTimeout).WithPolling(pollInterval).
+		Should(gomega.ContainSubstring("keycap ready"))
+	children = third.childPIDs(t, dir)
+	g.Expect(third.cmd.Process.Signal(syscall.SIGTERM)).To(gomega.Succeed())
+	third.waitExit(t)
+	g.Expect(third.output()).NotTo(gomega.ContainSubstring("keycap stopped"))
+	for name, pid := range children {
+		g.Expect(processAlive(pid)).To(gomega.BeFalse(), "%s (pid %d) still running after SIGTERM to make", name, pid)
 	}
 }
 
@@ -185,8 +199,25 @@ type keycapProcess struct {
 
 func startKeycap(t *testing.T, bin, assets string, args []string) *keycapProcess {
 	t.Helper()
-	p := &keycapProcess{cmd: exec.Command(bin, args...), done: make(chan struct{})}
-	p.cmd.Env = append(os.Environ(), "KUBEBUILDER_ASSETS="+assets)
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), "KUBEBUILDER_ASSETS="+assets)
+	return startProcess(t, cmd)
+}
+
+// startMakeRun runs `make run` in its own process group, as a shell runs a foreground job, with
+// the binary built into binDir and RUN_ARGS moving every port to the test's.
+func startMakeRun(t *testing.T, binDir, dir string, portArgs []string) *keycapProcess {
+	t.Helper()
+	cmd := exec.Command("make", "--no-print-directory", "run",
+		"LOCALBIN="+binDir, "LOCAL_DIR="+dir, "RUN_ARGS="+strings.Join(portArgs, " "))
+	cmd.Dir = testenv.RepoRoot()
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	return startProcess(t, cmd)
+}
+
+func startProcess(t *testing.T, cmd *exec.Cmd) *keycapProcess {
+	t.Helper()
+	p := &keycapProcess{cmd: cmd, done: make(chan struct{})}
 	pr, pw := io.Pipe()
 	p.cmd.Stdout, p.cmd.Stderr = pw, pw
 	if err := p.cmd.Start(); err != nil {
@@ -258,13 +289,32 @@ func (p *keycapProcess) terminate(t *testing.T) {
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatalf("SIGTERM: %v", err)
 	}
+	p.waitExit(t)
+	if p.err != nil {
+		t.Fatalf("keycap exited with %v after SIGTERM; output:\n%s", p.err, p.output())
+	}
+}
+
+// interruptGroup sends SIGINT to the whole process group, as Ctrl-C on a terminal does, and
+// waits for make to exit. make itself exits by the signal, so only keycap's log tells whether it
+// stopped cleanly: it logs "keycap stopped" only on an error.
+func (p *keycapProcess) interruptGroup(t *testing.T) {
+	t.Helper()
+	if err := syscall.Kill(-p.cmd.Process.Pid, syscall.SIGINT); err != nil {
+		t.Fatalf("SIGINT: %v", err)
+	}
+	p.waitExit(t)
+	if strings.Contains(p.output(), "keycap stopped") {
+		t.Fatalf("keycap failed to stop cleanly on Ctrl-C; output:\n%s", p.output())
+	}
+}
+
+func (p *keycapProcess) waitExit(t *testing.T) {
+	t.Helper()
 	select {
 	case <-p.done:
 	case <-time.After(stopTimeout):
-		t.Fatalf("keycap did not exit within %s of SIGTERM", stopTimeout)
-	}
-	if p.err != nil {
-		t.Fatalf("keycap exited with %v after SIGTERM; output:\n%s", p.err, p.output())
+		t.Fatalf("%s did not exit within %s of the signal", p.cmd.Path, stopTimeout)
 	}
 }
 
