@@ -96,14 +96,12 @@ func TestApiKeyDisable(t *testing.T) {
 	getReady(t, g, apiKey, keycapv1alpha1.ReasonIssued)
 	key := secretKey(g, ns, "disable-me", keycapv1alpha1.ApiKeySecretKey)
 
-	apiKey.Spec.Disabled = true
-	g.Expect(k8sClient.Update(ctx, apiKey)).To(gomega.Succeed())
+	patch(t, apiKey, func() { apiKey.Spec.Disabled = true })
 	getReady(t, g, apiKey, keycapv1alpha1.ReasonDisabled)
 	g.Expect(apiKey.Status.Digests).To(gomega.Equal([]string{keys.Digest(key)}))
 	g.Expect(secretKey(g, ns, "disable-me", keycapv1alpha1.ApiKeySecretKey)).To(gomega.Equal(key))
 
-	apiKey.Spec.Disabled = false
-	g.Expect(k8sClient.Update(ctx, apiKey)).To(gomega.Succeed())
+	patch(t, apiKey, func() { apiKey.Spec.Disabled = false })
 	getReady(t, g, apiKey, keycapv1alpha1.ReasonIssued)
 	g.Expect(secretKey(g, ns, "disable-me", keycapv1alpha1.ApiKeySecretKey)).To(gomega.Equal(key))
 	g.Expect(apiKey.Status.Digests).To(gomega.Equal([]string{keys.Digest(key)}))
@@ -198,9 +196,7 @@ func TestApiKeyRotateAnnotation(t *testing.T) {
 	getReady(t, g, apiKey, keycapv1alpha1.ReasonIssued)
 	g.Expect(secretKey(g, ns, "rotate-on-demand", keycapv1alpha1.ApiKeySecretKey)).To(gomega.Equal(first))
 
-	patch := client.MergeFrom(apiKey.DeepCopy())
-	apiKey.Annotations[keycapv1alpha1.AnnotationRotate] = "2026-01-01T00:00:00Z"
-	g.Expect(k8sClient.Patch(ctx, apiKey, patch)).To(gomega.Succeed())
+	patch(t, apiKey, func() { apiKey.Annotations[keycapv1alpha1.AnnotationRotate] = "2026-01-01T00:00:00Z" })
 	var second string
 	g.Eventually(func(g gomega.Gomega) {
 		second = secretKey(g, ns, "rotate-on-demand", keycapv1alpha1.ApiKeySecretKey)
@@ -327,8 +323,7 @@ func TestApiKeyKeyHash(t *testing.T) {
 
 	// Changing the digest replaces it.
 	other := keys.Digest("another key")
-	apiKey.Spec.KeyHash = "sha256:" + other
-	g.Expect(k8sClient.Update(ctx, apiKey)).To(gomega.Succeed())
+	patch(t, apiKey, func() { apiKey.Spec.KeyHash = "sha256:" + other })
 	getReady(t, g, apiKey, keycapv1alpha1.ReasonIssued)
 	g.Expect(apiKey.Status.Digests).To(gomega.Equal([]string{other}))
 }
@@ -372,12 +367,11 @@ func TestApiKeyStatusPatchKeepsLastUsedAt(t *testing.T) {
 
 	// The data plane's write: a merge patch of lastUsedAt alone.
 	used := metav1.NewTime(time.Now().Add(-time.Minute).Truncate(time.Second))
-	patch := client.RawPatch("application/merge-patch+json", []byte(`{"status":{"lastUsedAt":"`+used.UTC().Format(time.RFC3339)+`"}}`))
-	g.Expect(k8sClient.Status().Patch(ctx, apiKey, patch)).To(gomega.Succeed())
+	raw := client.RawPatch("application/merge-patch+json", []byte(`{"status":{"lastUsedAt":"`+used.UTC().Format(time.RFC3339)+`"}}`))
+	g.Expect(k8sClient.Status().Patch(ctx, apiKey, raw)).To(gomega.Succeed())
 
 	// A status change by the controller (disable) leaves it.
-	apiKey.Spec.Disabled = true
-	g.Expect(k8sClient.Update(ctx, apiKey)).To(gomega.Succeed())
+	patch(t, apiKey, func() { apiKey.Spec.Disabled = true })
 	getReady(t, g, apiKey, keycapv1alpha1.ReasonDisabled)
 	g.Expect(apiKey.Status.LastUsedAt).NotTo(gomega.BeNil())
 	g.Expect(apiKey.Status.LastUsedAt.Time).To(gomega.BeTemporally("==", used.Time))

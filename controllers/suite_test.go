@@ -83,7 +83,7 @@ func zapLevel() zapcore.Level {
 	if os.Getenv("KEYCAP_TEST_LOG") != "" {
 		return -2
 	}
-	return 2
+	return zapcore.PanicLevel
 }
 
 // startManager starts the real manager with the controllers and the fake clock.
@@ -161,6 +161,17 @@ func touchSpec(t *testing.T, obj client.Object) {
 		t.Fatalf("touchSpec: %T", obj)
 	}
 	if err := k8sClient.Patch(context.Background(), obj, patch); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// patch changes obj through mutate with a merge patch (no resourceVersion: the controllers write
+// the status concurrently) and leaves the stored object in obj.
+func patch(t *testing.T, obj client.Object, mutate func()) {
+	t.Helper()
+	p := client.MergeFrom(obj.DeepCopyObject().(client.Object))
+	mutate()
+	if err := k8sClient.Patch(context.Background(), obj, p); err != nil {
 		t.Fatal(err)
 	}
 }
