@@ -56,16 +56,20 @@ func TestBadSpecsAreRefusedByTheAPIServer(t *testing.T) {
 			want:   []string{"spec.keyHash"},
 		},
 		"a keyHash with uppercase hex": {
-			create: func(a *keycapv1alpha1.ApiKey) { a.Spec.KeyHash = strings.ToUpper(goodHash[:7]) + strings.ToUpper(goodHash[7:]) },
-			want:   []string{"spec.keyHash"},
+			create: func(a *keycapv1alpha1.ApiKey) {
+				a.Spec.KeyHash = strings.ToUpper(goodHash[:7]) + strings.ToUpper(goodHash[7:])
+			},
+			want: []string{"spec.keyHash"},
 		},
 		"a plaintext key pasted as keyHash": {
 			create: func(a *keycapv1alpha1.ApiKey) { a.Spec.KeyHash, _ = keys.Generate("kc") },
 			want:   []string{"spec.keyHash"},
 		},
 		"rotation with keyHash": {
-			create: func(a *keycapv1alpha1.ApiKey) { a.Spec.KeyHash, a.Spec.Rotation = goodHash, rotationEvery(time.Hour, 0) },
-			want:   []string{"spec", "rotation cannot be used with keyHash"},
+			create: func(a *keycapv1alpha1.ApiKey) {
+				a.Spec.KeyHash, a.Spec.Rotation = goodHash, rotationEvery(time.Hour, 0)
+			},
+			want: []string{"spec", "rotation cannot be used with keyHash"},
 		},
 		"a prefix with uppercase letters": {
 			create: func(a *keycapv1alpha1.ApiKey) { a.Spec.Prefix = "Acme" },
@@ -161,8 +165,10 @@ func TestBadSpecsAreRefusedByTheAPIServer(t *testing.T) {
 			want:   []string{"spec", "set at most one of expiresAt and duration"},
 		},
 		"rotation with keyHash": {
-			create: func(a *keycapv1alpha1.AgentKey) { a.Spec.KeyHash, a.Spec.Rotation = goodHash, rotationEvery(time.Hour, 0) },
-			want:   []string{"spec", "rotation cannot be used with keyHash"},
+			create: func(a *keycapv1alpha1.AgentKey) {
+				a.Spec.KeyHash, a.Spec.Rotation = goodHash, rotationEvery(time.Hour, 0)
+			},
+			want: []string{"spec", "rotation cannot be used with keyHash"},
 		},
 	}
 	for name, tc := range agentKeyCases {
