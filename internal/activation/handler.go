@@ -48,6 +48,12 @@ type LicenseFinder interface {
 	FindLicense(digest string) (types.NamespacedName, bool)
 }
 
+// FinderFunc adapts a function to LicenseFinder.
+type FinderFunc func(digest string) (types.NamespacedName, bool)
+
+// FindLicense calls f.
+func (f FinderFunc) FindLicense(digest string) (types.NamespacedName, bool) { return f(digest) }
+
 var activationsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 	Name: "keycap_license_activations_total",
 	Help: "Licence activation requests by outcome reason.",
