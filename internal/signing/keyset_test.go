@@ -173,3 +173,52 @@ func TestHandlerIsUnavailableBeforeKeysLoad(t *testing.T) {
 	Handler(p).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, JWKSPath, nil))
 	g.Expect(rec.Code).To(gomega.Equal(http.StatusServiceUnavailable))
 }
+
+func TestManagerRotatesOnScheduleWhileRunning(t *testing.T) {
+	g := gomega.NewWithT(t)
+	scheme := runtime.NewScheme()
+	g.Expect(corev1.AddToScheme(scheme)).To(gomega.Succeed())
+	c := fake.NewClientBuilder().WithScheme(scheme).Build()
+	clk := clocktesting.NewFakeClock(t0)
+	policy := Policy{RotateEvery: 10 * time.Hour, PrePublish: time.Hour, MaxTokenLifetime: 2 * time.Hour}
+	m := NewManager(c, c, Options{Namespace: "keycap-system", Clock: clk, Policy: policy})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Start(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	waitIdle := func() {
+		t.Helper()
+		g.Eventually(clk.HasWaiters).WithTimeout(10 * time.Second).Should(gomega.BeTrue())
+	}
+	waitIdle()
+	first, _ := m.Current()
+	g.Expect(first).NotTo(gomega.BeEmpty())
+	published := func() []string {
+		p := NewPublicKeys(c, PublicKeysOptions{Namespace: "keycap-system"})
+		g.Expect(p.Refresh(context.Background())).To(gomega.Succeed())
+		var set JWKSet
+		g.Expect(json.Unmarshal(p.JWKS(), &set)).To(gomega.Succeed())
+		var ids []string
+		for _, k := range set.Keys {
+			ids = append(ids, k.KeyID)
+		}
+		return ids
+	}
+	g.Expect(published()).To(gomega.Equal([]string{first}))
+
+	clk.Step(9 * time.Hour)
+	g.Eventually(published).WithTimeout(10*time.Second).Should(gomega.HaveLen(2), "the successor is published before it signs")
+	waitIdle()
+	kid, _ := m.Current()
+	g.Expect(kid).To(gomega.Equal(first))
+
+	clk.Step(time.Hour)
+	g.Eventually(func() string { kid, _ := m.Current(); return kid }).WithTimeout(10 * time.Second).ShouldNot(gomega.Equal(first))
+	second, _ := m.Current()
+	g.Expect(published()).To(gomega.Equal([]string{first, second}), "the previous key stays published")
+
+	waitIdle()
+	clk.Step(2 * time.Hour)
+	g.Eventually(published).WithTimeout(10 * time.Second).Should(gomega.Equal([]string{second}))
+}
