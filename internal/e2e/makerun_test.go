@@ -70,14 +70,7 @@ func TestMakeRun(t *testing.T) {
 		"--health-probe-bind-address=" + hostPort(ports[6]),
 	}
 	kubectl := func(args ...string) (string, error) {
-		cmd := exec.Command(kubectlBin, append([]string{"--kubeconfig", filepath.Join(dir, "kubeconfig")}, args...)...)
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
-		out, err := cmd.Output()
-		if err != nil {
-			return string(out), fmt.Errorf("kubectl %s: %w: %s", strings.Join(args, " "), err, stderr.String())
-		}
-		return string(out), nil
+		return runKubectl(kubectlBin, filepath.Join(dir, "kubeconfig"), args...)
 	}
 
 	// ---- first run: a fresh state directory ----
@@ -161,6 +154,18 @@ func waitIssued(g *gomega.WithT, kubectl func(...string) (string, error)) string
 	sum := sha256.Sum256(key)
 	g.Expect(hex.EncodeToString(sum[:])).To(gomega.Equal(digest), "sha256 of the Secret's api-key is not status.digests[0]")
 	return digest
+}
+
+// kubectlCmd runs kubectl and returns its stdout; the error carries its stderr.
+func kubectlCmd(kubectlBin string, args ...string) (string, error) {
+	cmd := exec.Command(kubectlBin, args...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return string(out), fmt.Errorf("kubectl %s: %w: %s", strings.Join(args, " "), err, stderr.String())
+	}
+	return string(out), nil
 }
 
 // buildKeycap builds the keycap binary into a temporary directory.
