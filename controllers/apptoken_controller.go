@@ -182,6 +182,9 @@ func (r *AppTokenReconciler) reconcile(ctx context.Context, at *keycapv1alpha1.A
 	}
 
 	reason, note, issue := tokenDecision(now, held, w, at.Spec.RenewBefore)
+	if reason == EventReasonIssued && at.Status.IssuedAt != nil {
+		reason, note = EventReasonReissued, "Secret "+name+" held no valid token: issued a new one"
+	}
 	if issue {
 		issued, err := apptoken.Issue(r.Keys, apptoken.Input{
 			Issuer: w.issuer, KeyID: w.keyID, Subject: w.subject, Audiences: w.audiences,

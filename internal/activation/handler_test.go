@@ -58,7 +58,7 @@ func (f mapFinder) FindLicense(digest string) (types.NamespacedName, bool) {
 
 // newLicense creates a namespace and a License in it, writes a fresh key's digest into its status
 // (the License controller's job, done here by hand) and returns the key.
-func newLicense(t *testing.T, ctx context.Context, maxInstances int32, mutate func(*keycapv1alpha1.License)) (*keycapv1alpha1.License, string) {
+func newLicense(t testing.TB, ctx context.Context, maxInstances int32, mutate func(*keycapv1alpha1.License)) (*keycapv1alpha1.License, string) {
 	t.Helper()
 	g := gomega.NewWithT(t)
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "activation-"}}
