@@ -168,29 +168,53 @@ func kubectlCmd(kubectlBin string, args ...string) (string, error) {
 	return string(out), nil
 }
 
-// buildKeycap builds the keycap binary into a temporary directory.
+var (
+	buildOnce sync.Once
+	builtBin  string
+	buildErr  error
+	buildDir  string
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if buildDir != "" {
+		_ = os.RemoveAll(buildDir)
+	}
+	os.Exit(code)
+}
+
+// buildKeycap builds the keycap binary once per test run, into a temporary directory.
 func buildKeycap(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "keycap")
-	cmd := exec.Command("go", "build", "-o", bin, ".")
-	cmd.Dir = testenv.RepoRoot()
-	done := make(chan error, 1)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("go build: %v", err)
-	}
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("go build: %v\n%s", err, out.String())
+	buildOnce.Do(func() {
+		if buildDir, buildErr = os.MkdirTemp("", "keycap-e2e-"); buildErr != nil {
+			return
 		}
-	case <-time.After(buildTimeout):
-		_ = cmd.Process.Kill()
-		t.Fatalf("go build took longer than %s", buildTimeout)
+		builtBin = filepath.Join(buildDir, "keycap")
+		cmd := exec.Command("go", "build", "-o", builtBin, ".")
+		cmd.Dir = testenv.RepoRoot()
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if buildErr = cmd.Start(); buildErr != nil {
+			return
+		}
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case buildErr = <-done:
+			if buildErr != nil {
+				buildErr = fmt.Errorf("go build: %w\n%s", buildErr, out.String())
+			}
+		case <-time.After(buildTimeout):
+			_ = cmd.Process.Kill()
+			<-done
+			buildErr = fmt.Errorf("go build took longer than %s", buildTimeout)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
 	}
-	return bin
+	return builtBin
 }
 
 // keycapProcess is a running bin/keycap with its output collected.

@@ -2,6 +2,7 @@ package localcluster
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -11,6 +12,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"k8s.io/apimachinery/pkg/util/wait"
 )
 
 // child is etcd or kube-apiserver, running in its own process group so that a Ctrl-C on the
@@ -38,7 +41,8 @@ func startChild(dir, name, bin string, args ...string) (*child, error) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		Setpgid: true,
 		// If keycap dies without stopping it (SIGKILL, a crash), the child gets SIGTERM from the
-		// kernel instead of living on. Go never retires the threads that start children.
+		// kernel instead of living on. (The signal follows the forking thread, and the Go runtime
+		// ends a thread only when a goroutine locked to it exits, which Start's caller is not.)
 		Pdeathsig: syscall.SIGTERM,
 	}
 	if err := cmd.Start(); err != nil {
@@ -126,15 +130,12 @@ func reapStale(pidPath, dir string) (int, bool) {
 	}
 	_ = syscall.Kill(-pid, syscall.SIGTERM)
 	_ = syscall.Kill(pid, syscall.SIGTERM)
-	deadline := time.Now().Add(stopTimeout)
-	for time.Now().Before(deadline) {
-		if !alive(pid) {
-			return pid, true
-		}
-		time.Sleep(100 * time.Millisecond)
+	gone := func(context.Context) (bool, error) { return !alive(pid), nil }
+	if wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, stopTimeout, true, gone) != nil {
+		_ = syscall.Kill(-pid, syscall.SIGKILL)
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+		_ = wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, stopTimeout, true, gone)
 	}
-	_ = syscall.Kill(-pid, syscall.SIGKILL)
-	_ = syscall.Kill(pid, syscall.SIGKILL)
 	return pid, true
 }
 
