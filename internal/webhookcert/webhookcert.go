@@ -227,7 +227,10 @@ func (m *Manager) Sync(ctx context.Context) (time.Time, error) {
 	if reason := m.servingReason(st, now); reason != "" {
 		servingValid := st.serving != nil && now.Before(st.serving.leaf.NotAfter) && signedByAny(st.serving.leaf, st.trusted, now)
 		switchAt := st.ca.cert.NotBefore.Add(backdate + o.Settle)
-		if !servingValid || (trusts(vwc, st.ca) && !now.Before(switchAt)) {
+		// Moving to another CA waits until the apiserver trusts it; a renewal under the same CA
+		// (or a certificate that no longer works anyway) does not wait.
+		sameCA := st.serving != nil && signedBy(st.serving.leaf, st.ca.cert, now)
+		if !servingValid || sameCA || (trusts(vwc, st.ca) && !now.Before(switchAt)) {
 			certPEM, keyPEM, err := st.ca.issue(o.DNSNames, o.IPAddresses, now, o.ServingLifetime)
 			if err != nil {
 				return time.Time{}, err
