@@ -406,3 +406,25 @@ func assertKeyNowhere(t *testing.T, g *gomega.WithT, namespace, key string) {
 	g.Expect(toJSON(t, events)).NotTo(gomega.ContainSubstring(key))
 	g.Expect(toJSON(t, eventsV1(g, namespace))).NotTo(gomega.ContainSubstring(key))
 }
+
+func TestApiKeySecretNameSetLaterMovesTheKey(t *testing.T) {
+	g := gomega.NewWithT(t)
+	ctx := context.Background()
+	ns := newNamespace(t)
+	apiKey := newApiKey(ns, "moving")
+	g.Expect(k8sClient.Create(ctx, apiKey)).To(gomega.Succeed())
+	getReady(t, g, apiKey, keycapv1alpha1.ReasonIssued)
+	first := secretKey(g, ns, "moving", keycapv1alpha1.ApiKeySecretKey)
+
+	// secretName may be set once when it was empty (CEL forbids only changing it).
+	patch(t, apiKey, func() { apiKey.Spec.SecretName = "moved" })
+	getReady(t, g, apiKey, keycapv1alpha1.ReasonIssued)
+	second := secretKey(g, ns, "moved", keycapv1alpha1.ApiKeySecretKey)
+	g.Expect(second).NotTo(gomega.Equal(first))
+	g.Expect(apiKey.Status.SecretName).To(gomega.Equal("moved"))
+	g.Expect(apiKey.Status.Digests).To(gomega.Equal([]string{keys.Digest(second)}))
+	g.Eventually(func() bool {
+		var old corev1.Secret
+		return apierrors.IsNotFound(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: "moving"}, &old))
+	}).WithTimeout(reconcileTimeout).Should(gomega.BeTrue())
+}

@@ -187,6 +187,13 @@ func (r *credentialReconciler) reconcileKeySecret(ctx context.Context, k opaqueK
 	if _, err := r.writeOwnedSecret(ctx, k.obj, name, secret, held.content(k)); err != nil {
 		return nil, err
 	}
+	if old := k.status.SecretName; old != "" && old != name {
+		// spec.secretName was set after the key was issued under the default name: the old Secret
+		// holds a key no longer valid, so it goes.
+		if err := r.deleteOwnedSecret(ctx, k.obj, old); err != nil {
+			return nil, err
+		}
+	}
 	for _, e := range events {
 		r.event(k.obj, e.reason, e.note)
 	}
@@ -224,8 +231,10 @@ func readHeldKey(secret *corev1.Secret, name, dataKey, prefix string) (held held
 	switch {
 	case key == "":
 		return heldKey{}, fmt.Sprintf("Secret %s held no %s", name, dataKey)
-	case keys.Check(key) != nil || keys.Prefix(key) != prefix:
+	case keys.Check(key) != nil:
 		return heldKey{}, fmt.Sprintf("Secret %s held a malformed %s", name, dataKey)
+	case keys.Prefix(key) != prefix:
+		return heldKey{}, fmt.Sprintf("the key prefix changed to %q", prefix)
 	case secret.Annotations[keycapv1alpha1.AnnotationKeyID] != keys.KeyID(keys.Digest(key)):
 		return heldKey{}, fmt.Sprintf("Secret %s held a %s keycap did not issue", name, dataKey)
 	}

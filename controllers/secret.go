@@ -125,3 +125,22 @@ func secretAnnotations(template *keycapv1alpha1.SecretTemplate, own map[string]s
 	}
 	return annotations
 }
+
+// deleteOwnedSecret deletes the Secret name in owner's namespace if owner is its controller; a
+// Secret keycap does not own is never touched.
+func (r *credentialReconciler) deleteOwnedSecret(ctx context.Context, owner client.Object, name string) error {
+	var secret corev1.Secret
+	err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: owner.GetNamespace(), Name: name}, &secret)
+	switch {
+	case apierrors.IsNotFound(err):
+		return nil
+	case err != nil:
+		return fmt.Errorf("reading Secret %s: %w", name, err)
+	case !metav1.IsControlledBy(&secret, owner):
+		return nil
+	}
+	if err := r.Delete(ctx, &secret, client.Preconditions{UID: &secret.UID, ResourceVersion: &secret.ResourceVersion}); err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("deleting the old Secret %s: %w", name, err)
+	}
+	return nil
+}
