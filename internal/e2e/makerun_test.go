@@ -109,6 +109,19 @@ func TestMakeRun(t *testing.T) {
 		g.Expect(portFree(p)).To(gomega.Succeed(), "port %d still bound after keycap stopped", p)
 	}
 
+	// ---- a run killed hard (SIGKILL: no chance to stop its children) does not strand them,
+	// and the next run starts ----
+	killed := startKeycap(t, bin, assets, args)
+	g.Eventually(killed.output).WithTimeout(startTimeout).WithPolling(pollInterval).
+		Should(gomega.ContainSubstring("keycap ready"))
+	children = killed.childPIDs(t, dir)
+	g.Expect(killed.cmd.Process.Kill()).To(gomega.Succeed())
+	killed.waitExit(t)
+	for name, pid := range children {
+		g.Eventually(func() bool { return processAlive(pid) }).WithTimeout(stopTimeout).WithPolling(pollInterval).
+			Should(gomega.BeFalse(), "%s (pid %d) outlived a SIGKILLed keycap", name, pid)
+	}
+
 	// ---- second run, through `make run`, on the kept state: the key and its Secret are still
 	// there; Ctrl-C (SIGINT to the foreground process group) stops everything ----
 	second := startMakeRun(t, t.TempDir(), dir, args[1:])
