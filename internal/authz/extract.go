@@ -17,7 +17,7 @@ const maxCredentialValues = 16
 // Header names the data plane reads and writes. Identity headers are set on allowed requests for
 // the upstream; the proxy must overwrite or remove any the client sent (Envoy does, as they are
 // answered with OVERWRITE_IF_EXISTS_OR_ADD and listed in headers_to_remove when absent; for nginx
-// see testdata/nginx.conf.tmpl).
+// see internal/e2e/authz/testdata/nginx.conf.tmpl).
 const (
 	HeaderAPIKey        = "x-api-key"
 	HeaderAuthorization = "authorization"

@@ -1,0 +1,196 @@
+package authz
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+	"unicode/utf8"
+
+	"github.com/onsi/gomega"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	clocktesting "k8s.io/utils/clock/testing"
+
+	keycapv1alpha1 "github.com/keycap-dev/keycap/api/v1alpha1"
+	"github.com/keycap-dev/keycap/internal/index"
+	"github.com/keycap-dev/keycap/internal/keys"
+)
+
+func TestExtract(t *testing.T) {
+	key, _ := keys.Generate("kc")
+	other, _ := keys.Generate("kc")
+	e := newExtractor(DefaultExtraKeyHeaders)
+	cases := map[string]struct {
+		headers http.Header
+		want    string
+		reason  Reason
+		from    []string
+	}{
+		"x-api-key":                               {headers: http.Header{"X-Api-Key": {key}}, want: key, from: []string{"x-api-key"}},
+		"a bearer, scheme in any case":            {headers: http.Header{"Authorization": {"bEaReR  " + key}}, want: key, from: []string{"authorization"}},
+		"the configured extra header":             {headers: http.Header{"X-Capdata-Token": {key}}, want: key, from: []string{"x-capdata-token"}},
+		"the same key in two headers":             {headers: http.Header{"X-Api-Key": {key}, "Authorization": {"Bearer " + key}}, want: key, from: []string{"x-api-key", "authorization"}},
+		"a header repeated with the same key":     {headers: http.Header{"X-Api-Key": {key, key}}, want: key, from: []string{"x-api-key"}},
+		"nothing":                                 {headers: http.Header{}, reason: ReasonMissing},
+		"basic auth only":                         {headers: http.Header{"Authorization": {"Basic Zm9vOmJhcg=="}}, reason: ReasonMissing},
+		"a scheme that merely starts with bearer": {headers: http.Header{"Authorization": {"Bearerx " + key}}, reason: ReasonMissing},
+		"an empty bearer":                         {headers: http.Header{"Authorization": {"Bearer"}}, reason: ReasonMalformed},
+		"an empty x-api-key":                      {headers: http.Header{"X-Api-Key": {"  "}}, reason: ReasonMalformed},
+		"two different keys":                      {headers: http.Header{"X-Api-Key": {key}, "X-Capdata-Token": {other}}, reason: ReasonAmbiguous},
+		"two keys joined by a proxy":              {headers: http.Header{"X-Api-Key": {key + ", " + other}}, reason: ReasonAmbiguous},
+		"a control character":                     {headers: http.Header{"X-Api-Key": {"kc_a\x00b"}}, reason: ReasonMalformed},
+		"non-UTF-8":                               {headers: http.Header{"X-Api-Key": {"\xc3\x28"}}, reason: ReasonMalformed},
+		"too long":                                {headers: http.Header{"X-Api-Key": {strings.Repeat("a", MaxCredentialLength+1)}}, reason: ReasonMalformed},
+		"too many repeats":                        {headers: http.Header{"X-Api-Key": strings.Split(strings.TrimSuffix(strings.Repeat(key+",", 20), ","), ",")}, reason: ReasonMalformed},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			g := gomega.NewWithT(t)
+			p, reason := e.extract(httpHeaders{h: tc.headers})
+			g.Expect(reason).To(gomega.Equal(tc.reason))
+			g.Expect(p.key).To(gomega.Equal(tc.want))
+			if tc.from != nil {
+				g.Expect(e.headersOf(p)).To(gomega.ConsistOf(tc.from))
+			}
+		})
+	}
+}
+
+// FuzzExtract feeds arbitrary header values to credential extraction: it must never panic, and a
+// credential it returns is one printable-ASCII, bounded, comma-free part of the input.
+func FuzzExtract(f *testing.F) {
+	key, _ := keys.Generate("kc")
+	f.Add(key, "", "")
+	f.Add("", "Bearer "+key, "")
+	f.Add(key, "Bearer "+key, key)
+	f.Add("a,b", "bearer", "\xff")
+	f.Add("", "Bearer eyJhbGciOiJub25lIn0.e30.", "")
+	e := newExtractor(DefaultExtraKeyHeaders)
+	f.Fuzz(func(t *testing.T, apiKey, authorization, extra string) {
+		h := http.Header{}
+		for name, v := range map[string]string{"X-Api-Key": apiKey, "Authorization": authorization, "X-Capdata-Token": extra} {
+			if v != "" {
+				h[name] = strings.Split(v, "\n")
+			}
+		}
+		p, reason := e.extract(httpHeaders{h: h})
+		if reason != ReasonOK {
+			if p.key != "" {
+				t.Fatalf("refused with %s but returned a key", reason)
+			}
+			return
+		}
+		if !validCredential(p.key) || !utf8.ValidString(p.key) || strings.Contains(p.key, ",") {
+			t.Fatalf("returned an invalid credential %q", p.key)
+		}
+		if !strings.Contains(apiKey+authorization+extra, p.key) {
+			t.Fatalf("returned %q, which is not in the input", p.key)
+		}
+		if len(e.headersOf(p)) == 0 {
+			t.Fatal("no header carried the credential")
+		}
+	})
+}
+
+// testDataPlane is a data plane without servers or informers, for handler tests.
+func testDataPlane(ix *index.Index, clk *clocktesting.FakeClock, ready bool, compat bool) *DataPlane {
+	dp := &DataPlane{opts: Options{CompatBodies: compat}, index: ix, serving: make(chan struct{})}
+	dp.extractor = newExtractor(DefaultExtraKeyHeaders)
+	dp.canonical = canonicalNames(dp.extractor.names)
+	dp.synced = func() bool { return ready }
+	dp.listening.Store(true)
+	dp.authz = authorizer{index: ix, clock: clk, ready: dp.ready}
+	return dp
+}
+
+func serveCheck(dp *DataPlane, target string, h http.Header) *httptest.ResponseRecorder {
+	req := httptest.NewRequest(http.MethodGet, target, nil)
+	req.Header = h
+	rec := httptest.NewRecorder()
+	dp.newHTTPMux().ServeHTTP(rec, req)
+	return rec
+}
+
+func TestCheckHTTP(t *testing.T) {
+	clk := clocktesting.NewFakeClock(time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC))
+	ix := index.New()
+	key, _ := keys.Generate("kc")
+	k := &keycapv1alpha1.ApiKey{ObjectMeta: metav1.ObjectMeta{Namespace: "acme", Name: "main"}}
+	k.Spec.Scopes = []string{"videos:read"}
+	k.Status.Digests = []string{keys.Digest(key)}
+	ix.Upsert(index.FromApiKey(k))
+
+	t.Run("not ready denies even a valid key", func(t *testing.T) {
+		g := gomega.NewWithT(t)
+		rec := serveCheck(testDataPlane(ix, clk, false, false), "/check", http.Header{"X-Api-Key": {key}})
+		g.Expect(rec.Code).To(gomega.Equal(http.StatusServiceUnavailable))
+		g.Expect(rec.Header().Get("X-Keycap-Reason")).To(gomega.Equal("NOT_READY"))
+		rec = serveCheck(testDataPlane(ix, clk, false, false), "/check", http.Header{})
+		g.Expect(rec.Header().Get("X-Keycap-Reason")).To(gomega.Equal("NOT_READY"))
+	})
+
+	dp := testDataPlane(ix, clk, true, false)
+	cases := map[string]struct {
+		target string
+		status int
+		reason string
+	}{
+		"a held scope and the key's namespace pass":          {target: "/check?scopes=videos:read&namespace=acme", status: 200, reason: "OK"},
+		"repeated and listed namespaces are all accepted":    {target: "/check?namespace=x&namespace=y,acme", status: 200, reason: "OK"},
+		"a scope the key lacks is forbidden":                 {target: "/check?scopes=videos:read,videos:delete", status: 403, reason: "INSUFFICIENT_SCOPE"},
+		"another namespace is forbidden":                     {target: "/check?namespace=other", status: 403, reason: "WRONG_NAMESPACE"},
+		"the client's query under Envoy's prefix is ignored": {target: "/check/videos?scopes=videos:delete", status: 200, reason: "OK"},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			g := gomega.NewWithT(t)
+			rec := serveCheck(dp, tc.target, http.Header{"X-Api-Key": {key}})
+			g.Expect(rec.Code).To(gomega.Equal(tc.status))
+			g.Expect(rec.Header().Get("X-Keycap-Reason")).To(gomega.Equal(tc.reason))
+		})
+	}
+
+	t.Run("denials carry the default or the compatibility bodies", func(t *testing.T) {
+		g := gomega.NewWithT(t)
+		var body map[string]map[string]string
+		rec := serveCheck(dp, "/check", http.Header{"X-Api-Key": {"nope"}})
+		g.Expect(rec.Code).To(gomega.Equal(http.StatusUnauthorized))
+		g.Expect(json.Unmarshal(rec.Body.Bytes(), &body)).To(gomega.Succeed())
+		g.Expect(body["error"]).To(gomega.Equal(map[string]string{"code": "unauthorized", "message": "Invalid or expired API key", "reason": "NOT_FOUND"}))
+		g.Expect(rec.Header().Get("X-Keycap-Error-Body")).To(gomega.Equal(rec.Body.String()))
+
+		compat := testDataPlane(ix, clk, true, true)
+		g.Expect(serveCheck(compat, "/check", http.Header{}).Body.String()).To(gomega.MatchJSON(`{"error":"Unauthorized"}`))
+		g.Expect(serveCheck(compat, "/check?scopes=admin", http.Header{"X-Api-Key": {key}}).Body.String()).To(gomega.MatchJSON(`{"message":"Insufficient permissions"}`))
+	})
+
+	t.Run("the moment of expiry refuses", func(t *testing.T) {
+		g := gomega.NewWithT(t)
+		expiring := k.DeepCopy()
+		at := metav1.NewTime(clk.Now().Add(time.Minute))
+		expiring.Status.ExpiresAt = &at
+		ix.Upsert(index.FromApiKey(expiring))
+		g.Expect(serveCheck(dp, "/check", http.Header{"X-Api-Key": {key}}).Code).To(gomega.Equal(http.StatusOK))
+		clk.Step(time.Minute)
+		g.Expect(serveCheck(dp, "/check", http.Header{"X-Api-Key": {key}}).Header().Get("X-Keycap-Reason")).To(gomega.Equal("EXPIRED"))
+	})
+}
+
+func TestLastUsedIsThrottled(t *testing.T) {
+	g := gomega.NewWithT(t)
+	clk := clocktesting.NewFakeClock(time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC))
+	u := newUsageRecorder(nil, clk, time.Second)
+	slot := &index.Slot{}
+	cred := &index.Credential{}
+	u.record(slot, cred, clk.Now())
+	u.record(slot, cred, clk.Now().Add(59*time.Second))
+	g.Expect(u.queue).To(gomega.HaveLen(1))
+	u.record(slot, cred, clk.Now().Add(time.Minute))
+	g.Expect(u.queue).To(gomega.HaveLen(2))
+	// Another replica wrote lastUsedAt a moment ago: nothing to write.
+	other := &index.Slot{}
+	u.record(other, &index.Credential{LastUsedAt: clk.Now().Add(-time.Second)}, clk.Now())
+	g.Expect(u.queue).To(gomega.HaveLen(2))
+}
