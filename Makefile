@@ -94,7 +94,7 @@ run: build ## Run keycap on an embedded local control plane (state in .local/), 
 ifeq ($(origin KUBECONFIG),command line)
 	exec $(LOCALBIN)/keycap --kubeconfig="$(KUBECONFIG)" $(RUN_ARGS)
 else
-	@$(MAKE) --no-print-directory control-plane
+	@hack/build-control-plane.sh >/dev/null
 	export KUBEBUILDER_ASSETS="$(CONTROL_PLANE)"; exec $(LOCALBIN)/keycap $(RUN_LOCAL_FLAGS) $(RUN_ARGS)
 endif
 
