@@ -350,6 +350,17 @@ func TestUpdateRules(t *testing.T) {
 		agent.Spec.Disabled = true
 		g.Expect(k8sClient.Update(ctx, agent)).To(gomega.Succeed())
 	})
+	t.Run("setting a secretName after creation to another credential's Secret is refused", func(t *testing.T) {
+		g := gomega.NewWithT(t)
+		ns := newNamespace(t)
+		mustCreate(t, newApiKey(ns, "billing"))
+		tok := newAppToken(ns, "token")
+		mustCreate(t, tok)
+		tok.Spec.SecretName = "billing"
+		expectRefused(t, updateOp(tok), "spec.secretName", "already written by ApiKey "+ns+"/billing")
+		tok.Spec.SecretName = "token-secret"
+		g.Expect(k8sClient.Update(ctx, tok)).To(gomega.Succeed())
+	})
 	t.Run("changing a keyHash to one another credential uses is refused", func(t *testing.T) {
 		g := gomega.NewWithT(t)
 		ns := newNamespace(t)

@@ -33,11 +33,12 @@ func (v *ApiKeyValidator) validate(ctx context.Context, obj, old *keycapv1alpha1
 	errs := validateApiKey(&obj.Spec, creating, v.clock.Now(), v.policy, specPath)
 	errs = append(errs, validateNoPlaintext(&obj.ObjectMeta, &obj.Spec, specPath)...)
 	var oldKeyHash string
+	var oldSpec *keycapv1alpha1.CredentialSpec
 	if old != nil {
-		oldKeyHash = old.Spec.KeyHash
+		oldKeyHash, oldSpec = old.Spec.KeyHash, &old.Spec.CredentialSpec
 	}
 	self := credentialRef{Kind: "ApiKey", Namespace: obj.Namespace, Name: obj.Name}
-	u, err := v.uniqueness(ctx, self, &obj.Spec.CredentialSpec, obj.Spec.KeyHash, oldKeyHash, creating)
+	u, err := v.uniqueness(ctx, self, &obj.Spec.CredentialSpec, oldSpec, obj.Spec.KeyHash, oldKeyHash)
 	if err != nil {
 		return err
 	}

@@ -15,12 +15,12 @@ var _ admission.Validator[*keycapv1alpha1.AppToken] = &AppTokenValidator{}
 
 // ValidateCreate implements admission.Validator.
 func (v *AppTokenValidator) ValidateCreate(ctx context.Context, obj *keycapv1alpha1.AppToken) (admission.Warnings, error) {
-	return nil, v.validate(ctx, obj, true)
+	return nil, v.validate(ctx, obj, nil)
 }
 
 // ValidateUpdate implements admission.Validator.
-func (v *AppTokenValidator) ValidateUpdate(ctx context.Context, _, newObj *keycapv1alpha1.AppToken) (admission.Warnings, error) {
-	return nil, v.validate(ctx, newObj, false)
+func (v *AppTokenValidator) ValidateUpdate(ctx context.Context, oldObj, newObj *keycapv1alpha1.AppToken) (admission.Warnings, error) {
+	return nil, v.validate(ctx, newObj, oldObj)
 }
 
 // ValidateDelete implements admission.Validator; deletes are not validated.
@@ -28,11 +28,15 @@ func (v *AppTokenValidator) ValidateDelete(context.Context, *keycapv1alpha1.AppT
 	return nil, nil
 }
 
-func (v *AppTokenValidator) validate(ctx context.Context, obj *keycapv1alpha1.AppToken, creating bool) error {
-	errs := validateAppToken(&obj.Spec, creating, v.clock.Now(), v.policy, specPath)
+func (v *AppTokenValidator) validate(ctx context.Context, obj, old *keycapv1alpha1.AppToken) error {
+	errs := validateAppToken(&obj.Spec, old == nil, v.clock.Now(), v.policy, specPath)
 	errs = append(errs, validateNoPlaintext(&obj.ObjectMeta, &obj.Spec, specPath)...)
 	self := credentialRef{Kind: "AppToken", Namespace: obj.Namespace, Name: obj.Name}
-	u, err := v.uniqueness(ctx, self, &obj.Spec.CredentialSpec, "", "", creating)
+	var oldSpec *keycapv1alpha1.CredentialSpec
+	if old != nil {
+		oldSpec = &old.Spec.CredentialSpec
+	}
+	u, err := v.uniqueness(ctx, self, &obj.Spec.CredentialSpec, oldSpec, "", "")
 	if err != nil {
 		return err
 	}

@@ -32,7 +32,11 @@ func (v *LicenseValidator) validate(ctx context.Context, obj, old *keycapv1alpha
 	errs := validateLicense(&obj.Spec, old, v.clock.Now(), v.policy, specPath)
 	errs = append(errs, validateNoPlaintext(&obj.ObjectMeta, &obj.Spec, specPath)...)
 	self := credentialRef{Kind: "License", Namespace: obj.Namespace, Name: obj.Name}
-	u, err := v.uniqueness(ctx, self, &obj.Spec.CredentialSpec, "", "", old == nil)
+	var oldSpec *keycapv1alpha1.CredentialSpec
+	if old != nil {
+		oldSpec = &old.Spec.CredentialSpec
+	}
+	u, err := v.uniqueness(ctx, self, &obj.Spec.CredentialSpec, oldSpec, "", "")
 	if err != nil {
 		return err
 	}

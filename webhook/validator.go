@@ -35,8 +35,9 @@ func result(kind, name string, errs field.ErrorList) error {
 
 // uniqueness runs the cluster-wide checks: a keyHash no other credential uses (checked when
 // keyHash is new or changed) and a Secret name no other credential in the namespace writes
-// (checked on create; secretName is immutable).
-func (v *validator) uniqueness(ctx context.Context, self credentialRef, spec *keycapv1alpha1.CredentialSpec, keyHash, oldKeyHash string, creating bool) (field.ErrorList, error) {
+// (checked on create and when the Secret name changes: secretName may be set after creation).
+// oldSpec is nil on create.
+func (v *validator) uniqueness(ctx context.Context, self credentialRef, spec, oldSpec *keycapv1alpha1.CredentialSpec, keyHash, oldKeyHash string) (field.ErrorList, error) {
 	var errs field.ErrorList
 	if keyHash != "" && keyHash != oldKeyHash {
 		e, err := validateUniqueDigest(ctx, v.reader, keyHash, self, specPath.Child("keyHash"))
@@ -45,7 +46,7 @@ func (v *validator) uniqueness(ctx context.Context, self credentialRef, spec *ke
 		}
 		errs = append(errs, e...)
 	}
-	if creating && self.Name != "" {
+	if self.Name != "" && (oldSpec == nil || secretNameOf(oldSpec, self.Name) != secretNameOf(spec, self.Name)) {
 		e, err := validateUniqueSecretName(ctx, v.reader, spec, self, specPath)
 		if err != nil {
 			return nil, apierrors.NewInternalError(err)
