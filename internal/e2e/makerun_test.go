@@ -253,6 +253,13 @@ func startMakeRun(t *testing.T, binDir, dir string, portArgs []string) *keycapPr
 	cmd := exec.Command("make", "--no-print-directory", "run",
 		"LOCALBIN="+binDir, "LOCAL_DIR="+dir, "RUN_ARGS="+strings.Join(portArgs, " "))
 	cmd.Dir = testenv.RepoRoot()
+	// Under `make test`, the outer make's MAKEFLAGS would hand its command-line variables (and a
+	// jobserver this process does not have) to this make.
+	for _, kv := range os.Environ() {
+		if name, _, _ := strings.Cut(kv, "="); name != "MAKEFLAGS" && name != "MFLAGS" && name != "MAKELEVEL" {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	return startProcess(t, cmd)
 }
