@@ -251,3 +251,16 @@ func TestValidateCredentialSpecAndLifetime(t *testing.T) {
 		})
 	}
 }
+
+func TestResultNeverEchoesAKey(t *testing.T) {
+	g := gomega.NewWithT(t)
+	key := mustKey(t, "kc")
+	spec := &keycapv1alpha1.AgentKeySpec{APIKeyRef: keycapv1alpha1.ApiKeyReference{Name: key}, Agent: "a"}
+	errs := validateAgentKey(spec, nil, true, testNow, DefaultPolicy(), specPath)
+	errs = append(errs, validateNoPlaintext(&metav1.ObjectMeta{}, spec, specPath)...)
+	g.Expect(fields(errs)).To(gomega.ConsistOf("spec.apiKeyRef.name: FieldValueNotFound", "spec.apiKeyRef.name: FieldValueForbidden"))
+	err := result("AgentKey", "x", errs)
+	g.Expect(err).To(gomega.HaveOccurred())
+	g.Expect(err.Error()).To(gomega.ContainSubstring("spec.apiKeyRef.name"))
+	g.Expect(err.Error()).NotTo(gomega.ContainSubstring(key))
+}

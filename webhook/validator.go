@@ -26,9 +26,15 @@ type validator struct {
 }
 
 // result turns field errors into the Invalid status kubectl prints with the field and the reason.
+// A value that holds a plaintext key is never echoed, whichever rule refused it.
 func result(kind, name string, errs field.ErrorList) error {
 	if len(errs) == 0 {
 		return nil
+	}
+	for _, e := range errs {
+		if s, ok := e.BadValue.(string); ok && containsKey(s) {
+			e.BadValue = field.OmitValueType{}
+		}
 	}
 	return apierrors.NewInvalid(keycapv1alpha1.GroupVersion.WithKind(kind).GroupKind(), name, errs)
 }
