@@ -14,25 +14,50 @@ import (
 )
 
 // Requirements are what a route asks of a credential, stated in the proxy's configuration.
+// Every element of both lists may itself be a comma-separated list (as context extensions and
+// query parameters give them); blanks are ignored.
 type Requirements struct {
 	// Scopes must all be held by the credential.
 	Scopes []string
-	// Namespaces, when not empty, lists the namespaces (tenants) the credential must belong to.
+	// Namespaces, when they name any, are the namespaces (tenants) the credential must belong to.
 	Namespaces []string
 }
 
-// parseList splits a comma-separated list, trimming blanks.
-func parseList(s string) []string {
-	if s == "" {
-		return nil
-	}
-	var out []string
-	for part := range strings.SplitSeq(s, ",") {
+// nextPart returns the next non-blank part of a comma-separated list and the rest of the list.
+func nextPart(s string) (part, rest string, ok bool) {
+	for s != "" {
+		part, s, _ = strings.Cut(s, ",")
 		if part = strings.TrimSpace(part); part != "" {
-			out = append(out, part)
+			return part, s, true
 		}
 	}
-	return out
+	return "", "", false
+}
+
+// namespaceAllowed reports whether ns is allowed by the lists (any namespace when they name none).
+func namespaceAllowed(lists []string, ns string) bool {
+	restricted := false
+	for _, l := range lists {
+		for part, rest, ok := nextPart(l); ok; part, rest, ok = nextPart(rest) {
+			if part == ns {
+				return true
+			}
+			restricted = true
+		}
+	}
+	return !restricted
+}
+
+// scopesHeld reports whether the sorted held scopes contain every scope the lists name.
+func scopesHeld(lists []string, held []string) bool {
+	for _, l := range lists {
+		for part, rest, ok := nextPart(l); ok; part, rest, ok = nextPart(rest) {
+			if _, found := slices.BinarySearch(held, part); !found {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // Decision is the outcome of a check.
@@ -103,23 +128,37 @@ func (a *authorizer) decide(key string, req Requirements) Decision {
 			scopes = parent.Scopes
 			out.Scopes = parent.ScopesHeader
 		} else {
-			scopes = index.IntersectScopes(scopes, parent.Scopes)
-			out.Scopes = index.JoinScopes(scopes)
+			scopes, out.Scopes = agentScopes(cred, parent)
 		}
 	}
-	if len(req.Namespaces) > 0 && !slices.Contains(req.Namespaces, cred.Namespace) {
+	if !namespaceAllowed(req.Namespaces, cred.Namespace) {
 		out.Reason = ReasonWrongNamespace
 		return out
 	}
-	for _, s := range req.Scopes {
-		if _, ok := slices.BinarySearch(scopes, s); !ok {
-			out.Reason = ReasonInsufficientScope
-			return out
-		}
+	if !scopesHeld(req.Scopes, scopes) {
+		out.Reason = ReasonInsufficientScope
+		return out
 	}
 	out.Reason = ReasonOK
 	return out
 }
 
-// since is the time since t by the authorizer's clock.
+// agentScopes returns an agent key's effective scopes (its own intersected with its parent's)
+// and their header value, computed once per version of the agent key and of its parent.
+func agentScopes(agent, parent *index.Credential) ([]string, string) {
+	type effective struct {
+		parent *index.Credential
+		scopes []string
+		header string
+	}
+	if e, ok := agent.Answer().(*effective); ok && e.parent == parent {
+		return e.scopes, e.header
+	}
+	scopes := index.IntersectScopes(agent.Scopes, parent.Scopes)
+	e := &effective{parent: parent, scopes: scopes, header: index.JoinScopes(scopes)}
+	agent.SetAnswer(e)
+	return e.scopes, e.header
+}
+
+// now is the authorizer's clock.
 func (a *authorizer) now() time.Time { return a.clock.Now() }

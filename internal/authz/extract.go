@@ -3,6 +3,8 @@ package authz
 import (
 	"net/http"
 	"strings"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 )
 
 // MaxCredentialLength bounds a presented credential. keycap's own keys are at most 54 characters;
@@ -41,9 +43,14 @@ var identityHeaders = []string{HeaderKind, HeaderNamespace, HeaderName, HeaderKe
 // DefaultExtraKeyHeaders are the extra headers read when Options.ExtraKeyHeaders is nil.
 var DefaultExtraKeyHeaders = []string{"X-CapData-Token"}
 
-// headerSource gives the values of a request header by its lowercase name.
-type headerSource interface {
-	values(lowerName string, fn func(v string) bool)
+// maxKeyHeaders bounds the credential headers: x-api-key, Authorization and up to 14 extra.
+const maxKeyHeaders = 16
+
+// headerValues holds the values of each credential header of one request, indexed like
+// extractor.names. It lives on the caller's stack: filling and reading it allocates nothing.
+type headerValues struct {
+	v   [maxKeyHeaders][]string
+	one [maxKeyHeaders]string
 }
 
 // extractor finds the credential of a request in the configured headers.
@@ -52,13 +59,16 @@ type extractor struct {
 	names []string
 	// canonical are the same names in http.Header's canonical form.
 	canonical []string
+	// remove[agent][from] are the precomputed results of toRemove for the first credential
+	// headers.
+	remove [2][256][]string
 }
 
 func newExtractor(extra []string) *extractor {
 	e := &extractor{}
 	add := func(n string) {
 		n = strings.ToLower(strings.TrimSpace(n))
-		if n == "" {
+		if n == "" || len(e.names) == maxKeyHeaders {
 			return
 		}
 		for _, have := range e.names {
@@ -74,7 +84,43 @@ func newExtractor(extra []string) *extractor {
 	for _, n := range extra {
 		add(n)
 	}
+	for from := range uint64(1) << min(len(e.names), 8) {
+		e.remove[0][from] = e.computeRemove(from, false)
+		e.remove[1][from] = e.computeRemove(from, true)
+	}
 	return e
+}
+
+// fromHTTP reads the credential headers of an http.Header (nginx auth_request, Traefik
+// forwardAuth, Envoy HTTP ext_authz), every value of repeated headers included.
+func (e *extractor) fromHTTP(h http.Header, hv *headerValues) {
+	for i, name := range e.canonical {
+		hv.v[i] = h[name]
+	}
+}
+
+// fromGRPC reads the credential headers of a CheckRequest: the headers map (Envoy lowercases the
+// names and joins repeated headers with commas) and the header_map Envoy sends instead when
+// encode_raw_headers is set (raw values may be any bytes).
+func (e *extractor) fromGRPC(m map[string]string, hm *corev3.HeaderMap, hv *headerValues) {
+	for i, name := range e.names {
+		if v, ok := m[name]; ok {
+			hv.one[i] = v
+			hv.v[i] = hv.one[i : i+1 : i+1]
+		}
+	}
+	for _, h := range hm.GetHeaders() {
+		for i, name := range e.names {
+			if !strings.EqualFold(h.GetKey(), name) {
+				continue
+			}
+			v := h.GetValue()
+			if v == "" && len(h.GetRawValue()) > 0 {
+				v = string(h.GetRawValue())
+			}
+			hv.v[i] = append(hv.v[i], v)
+		}
+	}
 }
 
 // presented is the credential a request carries and the headers that carried it.
@@ -91,16 +137,15 @@ type presented struct {
 // because proxies join repeated headers with them (Envoy's gRPC ext_authz does), so a key cannot
 // contain a comma. An Authorization header with a scheme other than Bearer is not a credential
 // for keycap and is left alone.
-func (e *extractor) extract(h headerSource) (presented, Reason) {
+func (e *extractor) extract(hv *headerValues) (presented, Reason) {
 	var p presented
-	reason := ReasonOK
 	count := 0
 	for i, name := range e.names {
-		h.values(name, func(v string) bool {
+		for _, v := range hv.v[i] {
 			if name == HeaderAuthorization {
 				token, isBearer := bearer(v)
 				if !isBearer {
-					return true
+					continue
 				}
 				v = token
 			}
@@ -110,23 +155,18 @@ func (e *extractor) extract(h headerSource) (presented, Reason) {
 				count++
 				switch {
 				case count > maxCredentialValues || !validCredential(part):
-					reason = ReasonMalformed
-					return false
+					return presented{}, ReasonMalformed
 				case p.key == "":
 					p.key = part
 				case p.key != part:
-					reason = ReasonAmbiguous
-					return false
+					return presented{}, ReasonAmbiguous
 				}
 				p.from |= 1 << uint(i)
 				if !more {
-					return true
+					break
 				}
 				v = rest
 			}
-		})
-		if reason != ReasonOK {
-			return presented{}, reason
 		}
 	}
 	if p.key == "" {
@@ -142,6 +182,29 @@ func (e *extractor) headersOf(p presented) []string {
 		if p.from&(1<<uint(i)) != 0 {
 			out = append(out, n)
 		}
+	}
+	return out
+}
+
+// toRemove returns the headers an allowed request must lose upstream: those that carried the
+// credential and, unless the credential is an agent key, the agent identity headers (a client
+// may have forged them; the other identity headers are overwritten). The common sets are
+// computed once; callers must not modify the result.
+func (e *extractor) toRemove(from uint64, agent bool) []string {
+	a := 0
+	if agent {
+		a = 1
+	}
+	if from < uint64(len(e.remove[a])) {
+		return e.remove[a][from]
+	}
+	return e.computeRemove(from, agent)
+}
+
+func (e *extractor) computeRemove(from uint64, agent bool) []string {
+	out := e.headersOf(presented{from: from})
+	if !agent {
+		out = append(out, HeaderAgent, HeaderParent)
 	}
 	return out
 }
@@ -179,22 +242,3 @@ func validCredential(s string) bool {
 }
 
 func trimSpace(s string) string { return strings.Trim(s, " \t") }
-
-// httpHeaders reads an http.Header (nginx auth_request, Traefik forwardAuth, Envoy HTTP
-// ext_authz), every value of repeated headers included.
-type httpHeaders struct {
-	h         http.Header
-	canonical map[string]string
-}
-
-func (s httpHeaders) values(lowerName string, fn func(string) bool) {
-	name, ok := s.canonical[lowerName]
-	if !ok {
-		name = http.CanonicalHeaderKey(lowerName)
-	}
-	for _, v := range s.h[name] {
-		if !fn(v) {
-			return
-		}
-	}
-}

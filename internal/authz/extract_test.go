@@ -18,6 +18,12 @@ import (
 	"github.com/keycap-dev/keycap/internal/keys"
 )
 
+func extractHTTP(e *extractor, h http.Header) (presented, Reason) {
+	var hv headerValues
+	e.fromHTTP(h, &hv)
+	return e.extract(&hv)
+}
+
 func TestExtract(t *testing.T) {
 	key, _ := keys.Generate("kc")
 	other, _ := keys.Generate("kc")
@@ -48,7 +54,7 @@ func TestExtract(t *testing.T) {
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
 			g := gomega.NewWithT(t)
-			p, reason := e.extract(httpHeaders{h: tc.headers})
+			p, reason := extractHTTP(e, tc.headers)
 			g.Expect(reason).To(gomega.Equal(tc.reason))
 			g.Expect(p.key).To(gomega.Equal(tc.want))
 			if tc.from != nil {
@@ -75,7 +81,7 @@ func FuzzExtract(f *testing.F) {
 				h[name] = strings.Split(v, "\n")
 			}
 		}
-		p, reason := e.extract(httpHeaders{h: h})
+		p, reason := extractHTTP(e, h)
 		if reason != ReasonOK {
 			if p.key != "" {
 				t.Fatalf("refused with %s but returned a key", reason)
@@ -98,7 +104,6 @@ func FuzzExtract(f *testing.F) {
 func testDataPlane(ix *index.Index, clk *clocktesting.FakeClock, ready bool, compat bool) *DataPlane {
 	dp := &DataPlane{opts: Options{CompatBodies: compat}, index: ix, serving: make(chan struct{})}
 	dp.extractor = newExtractor(DefaultExtraKeyHeaders)
-	dp.canonical = canonicalNames(dp.extractor.names)
 	dp.synced = func() bool { return ready }
 	dp.listening.Store(true)
 	dp.authz = authorizer{index: ix, clock: clk, ready: dp.ready}
@@ -181,7 +186,7 @@ func TestCheckHTTP(t *testing.T) {
 func TestLastUsedIsThrottled(t *testing.T) {
 	g := gomega.NewWithT(t)
 	clk := clocktesting.NewFakeClock(time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC))
-	u := newUsageRecorder(nil, clk, time.Second)
+	u := newUsageRecorder(nil, clk, time.Second, 0)
 	slot := &index.Slot{}
 	cred := &index.Credential{}
 	u.record(slot, cred, clk.Now())

@@ -2,7 +2,6 @@ package authz
 
 import (
 	"context"
-	"strings"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -40,7 +39,9 @@ func (s *grpcServer) Check(_ context.Context, req *authv3.CheckRequest) (resp *a
 	}()
 	attrs := req.GetAttributes()
 	httpReq := attrs.GetRequest().GetHttp()
-	p, reason := s.dp.extractor.extract(grpcHeaders{m: httpReq.GetHeaders(), hm: httpReq.GetHeaderMap()})
+	var hv headerValues
+	s.dp.extractor.fromGRPC(httpReq.GetHeaders(), httpReq.GetHeaderMap(), &hv)
+	p, reason := s.dp.extractor.extract(&hv)
 	if reason != ReasonOK {
 		if reason == ReasonMissing && !s.dp.ready() {
 			reason = ReasonNotReady
@@ -48,10 +49,9 @@ func (s *grpcServer) Check(_ context.Context, req *authv3.CheckRequest) (resp *a
 		return s.dp.grpcDenied(reason), nil
 	}
 	ext := attrs.GetContextExtensions()
-	d := s.dp.decide(p.key, Requirements{
-		Scopes:     parseList(ext[ContextExtensionScopes]),
-		Namespaces: parseList(ext[ContextExtensionNamespaces]),
-	})
+	scopes := [1]string{ext[ContextExtensionScopes]}
+	namespaces := [1]string{ext[ContextExtensionNamespaces]}
+	d := s.dp.decide(p.key, Requirements{Scopes: scopes[:], Namespaces: namespaces[:]})
 	reason = d.Reason
 	if !d.Allowed() {
 		return s.dp.grpcDenied(reason), nil
@@ -66,30 +66,37 @@ func headerOption(k, v string) *corev3.HeaderValueOption {
 	}
 }
 
+// grpcAllowed answers OK with the identity headers (replacing any the client sent) and removes
+// the credential headers and, for an ApiKey, the agent headers a client may have forged.
 func (dp *DataPlane) grpcAllowed(d *Decision, p presented) *authv3.CheckResponse {
 	c := d.Credential
-	headers := make([]*corev3.HeaderValueOption, 0, 7)
-	headers = append(headers,
-		headerOption(HeaderKind, c.Kind),
-		headerOption(HeaderNamespace, c.Namespace),
-		headerOption(HeaderName, c.Name),
-		headerOption(HeaderKeyID, c.KeyID),
-		headerOption(HeaderScopes, d.Scopes),
-	)
-	remove := dp.extractor.headersOf(p)
-	if c.Agent != "" {
-		headers = append(headers, headerOption(HeaderAgent, c.Agent), headerOption(HeaderParent, c.ParentName))
-	} else {
-		// The client may have sent these; they must not reach the upstream.
-		remove = append(remove, HeaderAgent, HeaderParent)
+	values := [...]string{c.Kind, c.Namespace, c.Name, c.KeyID, d.Scopes, c.Agent, c.ParentName}
+	n := len(values)
+	if c.Agent == "" {
+		n -= 2
 	}
-	return &authv3.CheckResponse{
-		Status: &rpcstatus.Status{Code: int32(codes.OK)},
-		HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{
-			Headers:         headers,
-			HeadersToRemove: remove,
-		}},
+	// One allocation for every option and one for every header, instead of two per header.
+	opts := make([]corev3.HeaderValueOption, n)
+	hvs := make([]corev3.HeaderValue, n)
+	ptrs := make([]*corev3.HeaderValueOption, n)
+	for i := range n {
+		hvs[i].Key, hvs[i].Value = identityHeaders[i], values[i]
+		opts[i].Header = &hvs[i]
+		opts[i].AppendAction = corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD
+		ptrs[i] = &opts[i]
 	}
+	resp := &struct {
+		r  authv3.CheckResponse
+		ok authv3.CheckResponse_OkResponse
+		o  authv3.OkHttpResponse
+		s  rpcstatus.Status
+	}{}
+	resp.o.Headers = ptrs
+	resp.o.HeadersToRemove = dp.extractor.toRemove(p.from, c.Agent != "")
+	resp.ok.OkResponse = &resp.o
+	resp.r.HttpResponse = &resp.ok
+	resp.r.Status = &resp.s
+	return &resp.r
 }
 
 func (dp *DataPlane) grpcDenied(r Reason) *authv3.CheckResponse {
@@ -112,33 +119,5 @@ func (dp *DataPlane) grpcDenied(r Reason) *authv3.CheckResponse {
 			},
 			Body: r.Body(dp.opts.CompatBodies),
 		}},
-	}
-}
-
-// grpcHeaders reads the request headers of a CheckRequest: the headers map (Envoy lowercases
-// the names and joins repeated headers with commas) and the header_map Envoy sends instead when
-// encode_raw_headers is set (raw values may be any bytes).
-type grpcHeaders struct {
-	m  map[string]string
-	hm *corev3.HeaderMap
-}
-
-func (g grpcHeaders) values(lowerName string, fn func(string) bool) {
-	if v, ok := g.m[lowerName]; ok {
-		if !fn(v) {
-			return
-		}
-	}
-	for _, h := range g.hm.GetHeaders() {
-		if !strings.EqualFold(h.GetKey(), lowerName) {
-			continue
-		}
-		v := h.GetValue()
-		if v == "" && len(h.GetRawValue()) > 0 {
-			v = string(h.GetRawValue())
-		}
-		if !fn(v) {
-			return
-		}
 	}
 }

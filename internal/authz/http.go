@@ -2,7 +2,6 @@ package authz
 
 import (
 	"net/http"
-	"strings"
 	"time"
 )
 
@@ -36,7 +35,9 @@ func (dp *DataPlane) serveCheck(w http.ResponseWriter, r *http.Request) {
 		durationByProt[1].Observe(time.Since(start).Seconds())
 		checkCounters[1][reason].Inc()
 	}()
-	p, reason := dp.extractor.extract(httpHeaders{h: r.Header, canonical: dp.canonical})
+	var hv headerValues
+	dp.extractor.fromHTTP(r.Header, &hv)
+	p, reason := dp.extractor.extract(&hv)
 	if reason != ReasonOK {
 		if reason == ReasonMissing && !dp.ready() {
 			reason = ReasonNotReady
@@ -47,12 +48,7 @@ func (dp *DataPlane) serveCheck(w http.ResponseWriter, r *http.Request) {
 	var req Requirements
 	if r.URL.Path == CheckPath {
 		q := r.URL.Query()
-		for _, v := range q[QueryScopes] {
-			req.Scopes = append(req.Scopes, parseList(v)...)
-		}
-		for _, v := range q[QueryNamespace] {
-			req.Namespaces = append(req.Namespaces, parseList(v)...)
-		}
+		req.Scopes, req.Namespaces = q[QueryScopes], q[QueryNamespace]
 	}
 	d := dp.decide(p.key, req)
 	reason = d.Reason
@@ -61,17 +57,24 @@ func (dp *DataPlane) serveCheck(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c := d.Credential
-	h := w.Header()
-	h[canonicalKind] = []string{c.Kind}
-	h[canonicalNamespace] = []string{c.Namespace}
-	h[canonicalName] = []string{c.Name}
-	h[canonicalKeyID] = []string{c.KeyID}
-	h[canonicalScopes] = []string{d.Scopes}
-	if c.Agent != "" {
-		h[canonicalAgent] = []string{c.Agent}
-		h[canonicalParent] = []string{c.ParentName}
+	// One backing array for every header value.
+	v := [...]string{c.Kind, c.Namespace, c.Name, c.KeyID, d.Scopes, ReasonOK.String(), c.Agent, c.ParentName}
+	vals := v[:]
+	if c.Agent == "" {
+		vals = vals[:6]
 	}
-	h[canonicalReason] = []string{ReasonOK.String()}
+	vals = append([]string(nil), vals...)
+	h := w.Header()
+	h[canonicalKind] = vals[0:1:1]
+	h[canonicalNamespace] = vals[1:2:2]
+	h[canonicalName] = vals[2:3:3]
+	h[canonicalKeyID] = vals[3:4:4]
+	h[canonicalScopes] = vals[4:5:5]
+	h[canonicalReason] = vals[5:6:6]
+	if c.Agent != "" {
+		h[canonicalAgent] = vals[6:7:7]
+		h[canonicalParent] = vals[7:8:8]
+	}
 	w.WriteHeader(http.StatusOK)
 }
 
@@ -111,12 +114,4 @@ func (dp *DataPlane) newHTTPMux() *http.ServeMux {
 	mux.HandleFunc(CheckPath, dp.serveCheck)
 	mux.HandleFunc(CheckPath+"/", dp.serveCheck)
 	return mux
-}
-
-func canonicalNames(names []string) map[string]string {
-	out := make(map[string]string, len(names))
-	for _, n := range names {
-		out[strings.ToLower(n)] = http.CanonicalHeaderKey(n)
-	}
-	return out
 }

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/time/rate"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -25,6 +26,10 @@ const (
 	defaultLastUsedFlush = 10 * time.Second
 	lastUsedQueueSize    = 4096
 	lastUsedWriters      = 4
+	// defaultLastUsedRate bounds the lastUsedAt patches one replica sends the apiserver per
+	// second (burst: twice that). With more credentials in use than that per minute, writes queue
+	// up and lastUsedAt lags further behind; it is advisory, the apiserver's health is not.
+	defaultLastUsedRate = 50
 )
 
 // usageRecorder writes status.lastUsedAt in the background. The request path only compares and
@@ -36,6 +41,7 @@ type usageRecorder struct {
 	clock    clock.WithTicker
 	interval time.Duration
 	queue    chan usage
+	limiter  *rate.Limiter
 }
 
 type usage struct {
@@ -43,11 +49,18 @@ type usage struct {
 	at   time.Time
 }
 
-func newUsageRecorder(c client.Client, clk clock.WithTicker, interval time.Duration) *usageRecorder {
+func newUsageRecorder(c client.Client, clk clock.WithTicker, interval time.Duration, perSecond float64) *usageRecorder {
 	if interval <= 0 {
 		interval = defaultLastUsedFlush
 	}
-	return &usageRecorder{client: c, clock: clk, interval: interval, queue: make(chan usage, lastUsedQueueSize)}
+	if perSecond <= 0 {
+		perSecond = defaultLastUsedRate
+	}
+	return &usageRecorder{
+		client: c, clock: clk, interval: interval,
+		queue:   make(chan usage, lastUsedQueueSize),
+		limiter: rate.NewLimiter(rate.Limit(perSecond), int(2*perSecond)),
+	}
 }
 
 // record notes that an allowed request used the credential of slot at now. It never blocks.
@@ -105,6 +118,9 @@ func (u *usageRecorder) flush(ctx context.Context, batch map[*index.Slot]time.Ti
 		go func() {
 			defer wg.Done()
 			for use := range work {
+				if u.limiter.Wait(ctx) != nil {
+					continue
+				}
 				err := u.write(ctx, use)
 				switch {
 				case err == nil:

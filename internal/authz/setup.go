@@ -55,6 +55,9 @@ type Options struct {
 	// LastUsedFlushInterval is how often recorded uses are written to status.lastUsedAt
 	// (default 10s). Each credential is written at most once per LastUsedThrottle per replica.
 	LastUsedFlushInterval time.Duration
+	// LastUsedWritesPerSecond bounds the lastUsedAt patches per second this replica sends
+	// (default 50).
+	LastUsedWritesPerSecond float64
 	// DisableLastUsed turns off lastUsedAt writes (the data plane then needs no status verbs).
 	DisableLastUsed bool
 }
@@ -65,7 +68,6 @@ type DataPlane struct {
 	index     *index.Index
 	authz     authorizer
 	extractor *extractor
-	canonical map[string]string
 	usage     *usageRecorder
 	synced    func() bool
 
@@ -100,7 +102,6 @@ func SetupWithManager(mgr ctrl.Manager, opts Options) (*DataPlane, error) {
 		serving: make(chan struct{}),
 	}
 	dp.extractor = newExtractor(opts.ExtraKeyHeaders)
-	dp.canonical = canonicalNames(dp.extractor.names)
 	synced, err := dp.index.Feed(context.Background(), mgr.GetCache())
 	if err != nil {
 		return nil, err
@@ -108,7 +109,7 @@ func SetupWithManager(mgr ctrl.Manager, opts Options) (*DataPlane, error) {
 	dp.synced = synced
 	dp.authz = authorizer{index: dp.index, clock: opts.Clock, ready: dp.ready}
 	if !opts.DisableLastUsed {
-		dp.usage = newUsageRecorder(mgr.GetClient(), opts.Clock, opts.LastUsedFlushInterval)
+		dp.usage = newUsageRecorder(mgr.GetClient(), opts.Clock, opts.LastUsedFlushInterval, opts.LastUsedWritesPerSecond)
 	}
 	if err := mgr.AddReadyzCheck("authz", func(*http.Request) error {
 		if !dp.ready() {

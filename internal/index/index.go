@@ -74,9 +74,26 @@ type Credential struct {
 	// unknown or deleted.
 	Parent *Slot
 
-	// UID identifies the object; the lastUsedAt writer uses it as a precondition.
+	// UID identifies the object.
 	UID string
+
+	// answer is whatever the data plane precomputed for this credential (its allowed answers):
+	// it lives and dies with this immutable version of the credential.
+	answer atomic.Pointer[any]
 }
+
+// Answer returns what SetAnswer stored, or nil.
+func (c *Credential) Answer() any {
+	if p := c.answer.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// SetAnswer stores a value the data plane derived from this credential, e.g. its precomputed
+// allowed answers. Concurrent callers may race; the last store wins, so the value must be a pure
+// function of the credential.
+func (c *Credential) SetAnswer(v any) { c.answer.Store(&v) }
 
 // Active reports whether c itself (not its parent) is usable at now.
 func (c *Credential) Active(now time.Time) bool {

@@ -1,0 +1,735 @@
+// Command bench is keycap's data-plane load benchmark (`make bench`). In one run on one machine it
+// measures, against a real kube-apiserver + etcd (envtest) and the real keycap binary running only
+// the data plane (--components=authz) as its own process:
+//
+//   - gRPC ext_authz Check with N ApiKeys loaded (N = 100, 10 000, 100 000) against a no-op
+//     ext_authz server on the same gRPC stack in its own process, and the ratio keycap/no-op;
+//   - HTTP forward-auth /check against a bare net/http handler answering 200, likewise;
+//   - revocation propagation: from the disable (or delete) request to the apiserver until the
+//     first refused Check, p50/p99 over -trials trials;
+//   - the data plane's resident memory per loaded key (RSS at the largest N minus RSS at the
+//     smallest, over the difference in keys).
+//
+// Every server binds 127.0.0.1. Load is closed-loop with fixed concurrency and duration.
+//
+//	go run ./hack/bench [-max 100000] [-duration 5s] [-concurrency 32] [-trials 60]
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"github.com/go-logr/logr"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+
+	keycapv1alpha1 "github.com/keycap-dev/keycap/api/v1alpha1"
+	"github.com/keycap-dev/keycap/internal/keys"
+	"github.com/keycap-dev/keycap/internal/testenv"
+)
+
+type config struct {
+	keycapBin   string
+	sizes       []int
+	duration    time.Duration
+	concurrency int
+	conns       int
+	trials      int
+	creators    int
+}
+
+func main() {
+	if addr := os.Getenv("KEYCAP_BENCH_NOOP"); addr != "" {
+		runNoop(addr)
+		return
+	}
+	var c config
+	var maxN int
+	flag.StringVar(&c.keycapBin, "keycap", "bin/keycap", "The keycap binary (built with `make build`); built into a temporary directory when missing.")
+	flag.IntVar(&maxN, "max", 100_000, "Largest number of ApiKeys loaded (the steps are 100, 10 000 and this).")
+	flag.DurationVar(&c.duration, "duration", 5*time.Second, "Duration of each load run.")
+	flag.IntVar(&c.concurrency, "concurrency", 32, "Concurrent requests in flight during load runs.")
+	flag.IntVar(&c.conns, "conns", 2, "gRPC connections the load is spread over (Envoy uses one per worker).")
+	flag.IntVar(&c.trials, "trials", 60, "Revocation trials (half disable, half delete).")
+	flag.IntVar(&c.creators, "creators", 48, "Concurrent creates when loading ApiKeys into the apiserver.")
+	flag.Parse()
+	logf.SetLogger(logr.Discard())
+	for _, n := range []int{100, 10_000, maxN} {
+		if n <= maxN && (len(c.sizes) == 0 || n > c.sizes[len(c.sizes)-1]) {
+			c.sizes = append(c.sizes, n)
+		}
+	}
+	if err := run(c); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(c config) error {
+	ctx, stop := signalContext()
+	defer stop()
+	start := time.Now()
+	dir, err := os.MkdirTemp("", "keycap-bench-")
+	if err != nil {
+		return err
+	}
+	defer func() { _ = os.RemoveAll(dir) }()
+
+	bin, err := keycapBinary(c.keycapBin, dir)
+	if err != nil {
+		return err
+	}
+
+	say("starting kube-apiserver + etcd (envtest)")
+	env, err := testenv.New()
+	if err != nil {
+		return err
+	}
+	cfg, err := env.Start()
+	if err != nil {
+		return fmt.Errorf("starting the control plane: %w", err)
+	}
+	defer func() { _ = env.Stop() }()
+	kubeconfig := filepath.Join(dir, "kubeconfig")
+	if err := writeKubeconfig(cfg, kubeconfig); err != nil {
+		return err
+	}
+	fast := rest.CopyConfig(cfg)
+	fast.QPS, fast.Burst = -1, 0
+	cl, err := client.New(fast, client.Options{Scheme: testenv.Scheme()})
+	if err != nil {
+		return err
+	}
+	if err := cl.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "bench"}}); err != nil {
+		return err
+	}
+
+	// keycap's data plane alone, as its own Deployment would run it, and the no-op baselines.
+	kc, err := startKeycap(ctx, bin, kubeconfig, dir)
+	if err != nil {
+		return err
+	}
+	defer kc.stop()
+	noop, err := startNoop(ctx, dir)
+	if err != nil {
+		return err
+	}
+	defer noop.stop()
+
+	var rows []row
+	var loaded []string
+	rss := map[int]int64{}
+	for _, n := range c.sizes {
+		say("loading ApiKeys up to %d", n)
+		t0 := time.Now()
+		more, err := createKeys(ctx, cl, len(loaded), n-len(loaded), c.creators)
+		loaded = append(loaded, more...)
+		if err != nil {
+			return err
+		}
+		say("  created %d ApiKeys (create + status) in %s (%.0f/s)", len(more), time.Since(t0).Round(time.Millisecond),
+			float64(len(more))/time.Since(t0).Seconds())
+		if err := waitLoaded(ctx, kc.grpcAddr, more); err != nil {
+			return err
+		}
+		say("  the data plane has all %d keys, %s after the first create", n, time.Since(t0).Round(time.Millisecond))
+
+		grpcNoop := loadGRPC(ctx, noop.grpcAddr, loaded, c)
+		grpcKeycap := loadGRPC(ctx, kc.grpcAddr, loaded, c)
+		httpNoop := loadHTTP(ctx, "http://"+noop.httpAddr+"/", loaded, c)
+		httpKeycap := loadHTTP(ctx, "http://"+kc.httpAddr+"/check?scopes=bench:read", loaded, c)
+		rows = append(rows,
+			row{n: n, proto: "gRPC Check", keycap: grpcKeycap, noop: grpcNoop},
+			row{n: n, proto: "HTTP /check", keycap: httpKeycap, noop: httpNoop})
+		rss[n] = kc.rss()
+		say("  gRPC keycap %.0f rps vs no-op %.0f; HTTP keycap %.0f vs bare %.0f; RSS %d MiB",
+			grpcKeycap.rps, grpcNoop.rps, httpKeycap.rps, httpNoop.rps, rss[n]>>20)
+	}
+
+	say("revocation: %d trials at N=%d", c.trials, len(loaded))
+	rev, err := revocation(ctx, cl, kc.grpcAddr, c.trials)
+	if err != nil {
+		return err
+	}
+
+	printReport(c, rows, rev, rss, kc.heap(), time.Since(start))
+	return nil
+}
+
+// ---- results ----
+
+type stats struct {
+	rps      float64
+	p50, p99 time.Duration
+	errors   int64
+	denied   int64
+}
+
+type row struct {
+	n            int
+	proto        string
+	keycap, noop stats
+}
+
+func printReport(c config, rows []row, rev map[string][]time.Duration, rss map[int]int64, heap string, took time.Duration) {
+	fmt.Printf("\n## keycap data plane benchmark\n\n")
+	fmt.Printf("`make bench` (go run ./hack/bench -duration %s -concurrency %d -conns %d), %d CPUs, %s/%s, %s. "+
+		"Closed-loop load from this process; keycap (`keycap --components=authz`), the no-op ext_authz server and the bare "+
+		"net/http handler each run as their own process on 127.0.0.1; the apiserver and etcd share the machine.\n\n",
+		c.duration, c.concurrency, c.conns, runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, time.Now().UTC().Format("2006-01-02"))
+	fmt.Println("| N keys | protocol | keycap rps | keycap p50 | keycap p99 | baseline rps | baseline p50 | baseline p99 | keycap/baseline |")
+	fmt.Println("|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+	first := map[string]float64{}
+	for _, r := range rows {
+		if _, ok := first[r.proto]; !ok {
+			first[r.proto] = r.keycap.rps
+		}
+		note := ""
+		if r.keycap.errors+r.keycap.denied > 0 {
+			note = fmt.Sprintf(" (%d errors, %d denied)", r.keycap.errors, r.keycap.denied)
+		}
+		fmt.Printf("| %d | %s | %.0f%s | %s | %s | %.0f | %s | %s | %.2f |\n", r.n, r.proto, r.keycap.rps, note,
+			us(r.keycap.p50), us(r.keycap.p99), r.noop.rps, us(r.noop.p50), us(r.noop.p99), r.keycap.rps/r.noop.rps)
+	}
+	fmt.Println()
+	for _, r := range rows {
+		if r.n == rows[len(rows)-1].n && first[r.proto] > 0 {
+			fmt.Printf("- %s throughput at N=%d is %.0f%% of N=%d.\n", r.proto, r.n, 100*r.keycap.rps/first[r.proto], rows[0].n)
+		}
+	}
+	fmt.Println()
+	fmt.Println("| revocation | trials | p50 | p99 | max |")
+	fmt.Println("|---|---:|---:|---:|---:|")
+	for _, kind := range []string{"disable", "delete", "all"} {
+		d := rev[kind]
+		if len(d) == 0 {
+			continue
+		}
+		fmt.Printf("| %s | %d | %s | %s | %s |\n", kind, len(d), ms(pct(d, 50)), ms(pct(d, 99)), ms(slices.Max(d)))
+	}
+	fmt.Println()
+	ns := slices.Sorted(mapsKeys(rss))
+	if len(ns) >= 2 {
+		lo, hi := ns[0], ns[len(ns)-1]
+		perKey := float64(rss[hi]-rss[lo]) / float64(hi-lo)
+		fmt.Printf("- Data plane RSS: %s MiB at N=%d, %s MiB at N=%d: %.0f bytes per key (RSS difference / key difference). %s\n",
+			mib(rss[lo]), lo, mib(rss[hi]), hi, perKey, heap)
+	}
+	fmt.Printf("- Whole run: %s.\n", took.Round(time.Second))
+}
+
+func us(d time.Duration) string { return fmt.Sprintf("%.0f µs", float64(d)/float64(time.Microsecond)) }
+func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond)) }
+func mib(b int64) string        { return fmt.Sprintf("%.1f", float64(b)/(1<<20)) }
+
+func pct(d []time.Duration, p float64) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	s := slices.Clone(d)
+	slices.Sort(s)
+	i := int(math.Ceil(p/100*float64(len(s)))) - 1
+	return s[max(0, min(i, len(s)-1))]
+}
+
+func mapsKeys(m map[int]int64) func(func(int) bool) {
+	return func(yield func(int) bool) {
+		for k := range m {
+			if !yield(k) {
+				return
+			}
+		}
+	}
+}
+
+func say(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "bench: "+format+"\n", args...)
+}
+
+// ---- processes ----
+
+func signalContext() (context.Context, func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	ch := make(chan os.Signal, 1)
+	signalNotify(ch)
+	go func() {
+		select {
+		case <-ch:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
+}
+
+func keycapBinary(path, dir string) (string, error) {
+	if _, err := os.Stat(path); err == nil {
+		return filepath.Abs(path)
+	}
+	out := filepath.Join(dir, "keycap")
+	say("building keycap into %s", out)
+	cmd := exec.Command("go", "build", "-o", out, ".")
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	return out, cmd.Run()
+}
+
+func writeKubeconfig(cfg *rest.Config, path string) error {
+	kc := clientcmdapi.NewConfig()
+	kc.Clusters["bench"] = &clientcmdapi.Cluster{Server: cfg.Host, CertificateAuthorityData: cfg.CAData}
+	kc.AuthInfos["bench"] = &clientcmdapi.AuthInfo{ClientCertificateData: cfg.CertData, ClientKeyData: cfg.KeyData, Token: cfg.BearerToken}
+	kc.Contexts["bench"] = &clientcmdapi.Context{Cluster: "bench", AuthInfo: "bench"}
+	kc.CurrentContext = "bench"
+	return clientcmd.WriteToFile(*kc, path)
+}
+
+type process struct {
+	cmd      *exec.Cmd
+	done     chan struct{}
+	grpcAddr string
+	httpAddr string
+	metrics  string
+}
+
+func (p *process) stop() {
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(10 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+// rss returns the process's resident set size in bytes.
+func (p *process) rss() int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+// heap returns the Go heap figures keycap's metrics endpoint reports.
+func (p *process) heap() string {
+	resp, err := http.Get("http://" + p.metrics + "/metrics")
+	if err != nil {
+		return ""
+	}
+	defer func() { _ = resp.Body.Close() }()
+	var inuse float64
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "go_memstats_heap_inuse_bytes "); ok {
+			inuse, _ = strconv.ParseFloat(v, 64)
+		}
+	}
+	return fmt.Sprintf("Go heap in use at the end: %.1f MiB.", inuse/(1<<20))
+}
+
+func freeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer func() { _ = l.Close() }()
+	return l.Addr().String(), nil
+}
+
+func startKeycap(ctx context.Context, bin, kubeconfig, dir string) (*process, error) {
+	var addrs [4]string
+	for i := range addrs {
+		a, err := freeAddr()
+		if err != nil {
+			return nil, err
+		}
+		addrs[i] = a
+	}
+	logFile, err := os.Create(filepath.Join(dir, "keycap.log"))
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, "--components=authz",
+		"--grpc-bind-address="+addrs[0], "--http-bind-address="+addrs[1],
+		"--health-probe-bind-address="+addrs[2], "--metrics-bind-address="+addrs[3])
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	p, err := startProcess(cmd)
+	if err != nil {
+		return nil, err
+	}
+	p.grpcAddr, p.httpAddr, p.metrics = addrs[0], addrs[1], addrs[3]
+	deadline := time.Now().Add(time.Minute)
+	for {
+		resp, err := http.Get("http://" + addrs[2] + "/readyz")
+		if err == nil {
+			_ = resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return p, nil
+			}
+		}
+		select {
+		case <-p.done:
+			log, _ := os.ReadFile(logFile.Name())
+			return nil, fmt.Errorf("keycap exited:\n%s", log)
+		case <-ctx.Done():
+			p.stop()
+			return nil, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			p.stop()
+			return nil, errors.New("keycap did not become ready within a minute")
+		}
+	}
+}
+
+func startNoop(ctx context.Context, dir string) (*process, error) {
+	g, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	h, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(self)
+	cmd.Env = append(os.Environ(), "KEYCAP_BENCH_NOOP="+g+","+h)
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	p, err := startProcess(cmd)
+	if err != nil {
+		return nil, err
+	}
+	p.grpcAddr, p.httpAddr = g, h
+	for range 200 {
+		if c, err := net.Dial("tcp", h); err == nil {
+			_ = c.Close()
+			return p, nil
+		}
+		select {
+		case <-ctx.Done():
+			p.stop()
+			return nil, ctx.Err()
+		case <-time.After(25 * time.Millisecond):
+		}
+	}
+	p.stop()
+	return nil, errors.New("the no-op servers did not start")
+}
+
+func startProcess(cmd *exec.Cmd) (*process, error) {
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	p := &process{cmd: cmd, done: make(chan struct{})}
+	go func() { _ = cmd.Wait(); close(p.done) }()
+	return p, nil
+}
+
+// runNoop is the child process of the baselines: a no-op ext_authz gRPC server (always OK, no
+// headers) and a bare net/http handler answering 200, built like keycap's servers.
+func runNoop(addrs string) {
+	g, h, _ := strings.Cut(addrs, ",")
+	gl, err := net.Listen("tcp", g)
+	if err != nil {
+		panic(err)
+	}
+	hl, err := net.Listen("tcp", h)
+	if err != nil {
+		panic(err)
+	}
+	s := grpc.NewServer()
+	authv3.RegisterAuthorizationServer(s, noopAuthz{})
+	go func() { _ = s.Serve(gl) }()
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusOK)
+	}), ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(hl) }()
+	ch := make(chan os.Signal, 1)
+	signalNotify(ch)
+	<-ch
+}
+
+type noopAuthz struct {
+	authv3.UnimplementedAuthorizationServer
+}
+
+func (noopAuthz) Check(context.Context, *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+	return &authv3.CheckResponse{HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{}}}, nil
+}
+
+// ---- loading keys ----
+
+// createKeys creates n ApiKeys named from offset on, each with its status written as the
+// controller would (digest, keyID), with the given concurrency, and returns their keys.
+func createKeys(ctx context.Context, cl client.Client, offset, n, workers int) ([]string, error) {
+	out := make([]string, n)
+	var next atomic.Int64
+	var firstErr error
+	var once sync.Once
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n || ctx.Err() != nil {
+					return
+				}
+				key, err := createKey(ctx, cl, fmt.Sprintf("k%06d", offset+i))
+				if err != nil {
+					once.Do(func() { firstErr = err })
+					return
+				}
+				out[i] = key
+			}
+		}()
+	}
+	wg.Wait()
+	if firstErr == nil {
+		firstErr = ctx.Err()
+	}
+	return out, firstErr
+}
+
+func createKey(ctx context.Context, cl client.Client, name string) (string, error) {
+	key, err := keys.Generate("kc")
+	if err != nil {
+		return "", err
+	}
+	k := &keycapv1alpha1.ApiKey{ObjectMeta: metav1.ObjectMeta{Namespace: "bench", Name: name}}
+	k.Spec.Scopes = []string{"bench:read", "bench:write"}
+	if err := cl.Create(ctx, k); err != nil {
+		return "", fmt.Errorf("creating ApiKey %s: %w", name, err)
+	}
+	k.Status.Digests = []string{keys.Digest(key)}
+	k.Status.KeyID = keys.KeyID(k.Status.Digests[0])
+	k.Status.Hint = keys.Hint(key)
+	k.Status.SecretName = name
+	if err := cl.Status().Update(ctx, k); err != nil {
+		return "", fmt.Errorf("writing the status of ApiKey %s: %w", name, err)
+	}
+	return key, nil
+}
+
+// waitLoaded waits until the data plane allows every key in ks.
+func waitLoaded(ctx context.Context, addr string, ks []string) error {
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return err
+	}
+	defer func() { _ = conn.Close() }()
+	c := authv3.NewAuthorizationClient(conn)
+	deadline := time.Now().Add(5 * time.Minute)
+	for i := len(ks) - 1; i >= 0; {
+		resp, err := c.Check(ctx, checkRequest(ks[i]))
+		if err != nil {
+			return err
+		}
+		if resp.GetOkResponse() != nil {
+			i--
+			continue
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the data plane did not load key %d", i)
+		}
+		time.Sleep(20 * time.Millisecond) // polling the data plane, a separate process
+	}
+	return nil
+}
+
+func checkRequest(key string) *authv3.CheckRequest {
+	return &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
+		Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
+			Method: "GET", Path: "/videos", Host: "api.example",
+			Headers: map[string]string{"x-api-key": key, ":path": "/videos", ":method": "GET", "user-agent": "bench"},
+		}},
+		ContextExtensions: map[string]string{"keycap.dev/scopes": "bench:read"},
+	}}
+}
+
+// ---- load ----
+
+// load runs fn from c.concurrency workers for c.duration (after a one-second warm-up) and
+// measures it. fn returns whether the request was allowed, or an error.
+func load(ctx context.Context, c config, fn func(worker, i int) (bool, error)) stats {
+	var (
+		running   atomic.Bool
+		stopping  atomic.Bool
+		errs      atomic.Int64
+		denied    atomic.Int64
+		latencies = make([][]time.Duration, c.concurrency)
+		wg        sync.WaitGroup
+	)
+	for w := range c.concurrency {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			lat := make([]time.Duration, 0, 1<<16)
+			for i := 0; !stopping.Load() && ctx.Err() == nil; i++ {
+				t0 := time.Now()
+				ok, err := fn(w, i)
+				d := time.Since(t0)
+				if !running.Load() {
+					continue
+				}
+				switch {
+				case err != nil:
+					errs.Add(1)
+				case !ok:
+					denied.Add(1)
+				}
+				lat = append(lat, d)
+			}
+			latencies[w] = lat
+		}()
+	}
+	time.Sleep(time.Second) // warm-up: connections open, caches warm
+	running.Store(true)
+	t0 := time.Now()
+	time.Sleep(c.duration)
+	running.Store(false)
+	elapsed := time.Since(t0)
+	stopping.Store(true)
+	wg.Wait()
+	var all []time.Duration
+	for _, l := range latencies {
+		all = append(all, l...)
+	}
+	return stats{rps: float64(len(all)) / elapsed.Seconds(), p50: pct(all, 50), p99: pct(all, 99), errors: errs.Load(), denied: denied.Load()}
+}
+
+// keyFor spreads the workers' requests over all loaded keys, so the index is probed all over.
+func keyFor(ks []string, worker, i int) string {
+	return ks[(worker*len(ks)/64+i*7919)%len(ks)]
+}
+
+func loadGRPC(ctx context.Context, addr string, ks []string, c config) stats {
+	clients := make([]authv3.AuthorizationClient, c.conns)
+	for i := range clients {
+		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			return stats{errors: 1}
+		}
+		defer func() { _ = conn.Close() }()
+		clients[i] = authv3.NewAuthorizationClient(conn)
+	}
+	reqs := make([]*authv3.CheckRequest, 4096)
+	for i := range reqs {
+		reqs[i] = checkRequest(keyFor(ks, 0, i))
+	}
+	return load(ctx, c, func(w, i int) (bool, error) {
+		resp, err := clients[w%len(clients)].Check(ctx, reqs[(w*131+i)%len(reqs)])
+		return resp.GetOkResponse() != nil, err
+	})
+}
+
+func loadHTTP(ctx context.Context, url string, ks []string, c config) stats {
+	tr := &http.Transport{MaxIdleConns: c.concurrency, MaxIdleConnsPerHost: c.concurrency, IdleConnTimeout: time.Minute}
+	defer tr.CloseIdleConnections()
+	hc := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	return load(ctx, c, func(w, i int) (bool, error) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return false, err
+		}
+		req.Header.Set("X-Api-Key", keyFor(ks, w, i%4096))
+		resp, err := hc.Do(req)
+		if err != nil {
+			return false, err
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		_ = resp.Body.Close()
+		return resp.StatusCode == http.StatusOK, nil
+	})
+}
+
+// ---- revocation ----
+
+// revocation disables (even trials) or deletes (odd trials) a loaded ApiKey and measures the time
+// from sending that request to the first Check the data plane refuses, polling Check as fast as
+// one client can.
+func revocation(ctx context.Context, cl client.Client, addr string, trials int) (map[string][]time.Duration, error) {
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = conn.Close() }()
+	c := authv3.NewAuthorizationClient(conn)
+	out := map[string][]time.Duration{}
+	for t := range trials {
+		name := fmt.Sprintf("rev%04d", t)
+		key, err := createKey(ctx, cl, name)
+		if err != nil {
+			return nil, err
+		}
+		if err := waitLoaded(ctx, addr, []string{key}); err != nil {
+			return nil, err
+		}
+		obj := &keycapv1alpha1.ApiKey{ObjectMeta: metav1.ObjectMeta{Namespace: "bench", Name: name}}
+		kind := "disable"
+		t0 := time.Now()
+		if t%2 == 0 {
+			err = cl.Patch(ctx, obj, client.RawPatch("application/merge-patch+json", []byte(`{"spec":{"disabled":true}}`)))
+		} else {
+			kind = "delete"
+			err = cl.Delete(ctx, obj)
+		}
+		if err != nil {
+			return nil, err
+		}
+		for {
+			resp, err := c.Check(ctx, checkRequest(key))
+			if err != nil {
+				return nil, err
+			}
+			if resp.GetOkResponse() == nil {
+				break
+			}
+			if time.Since(t0) > 10*time.Second {
+				return nil, fmt.Errorf("trial %d: still allowed after 10s", t)
+			}
+		}
+		d := time.Since(t0)
+		out[kind] = append(out[kind], d)
+		out["all"] = append(out["all"], d)
+	}
+	return out, nil
+}
