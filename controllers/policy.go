@@ -160,13 +160,3 @@ func parentState(now time.Time, name string, parent *keycapv1alpha1.ApiKey) (act
 	}
 	return true, ""
 }
-
-// requeueAfter is the time from now to nextDeadline(now, deadlines...); zero when none is ahead.
-// Reconcilers should prefer r.requeueAt(obj, nextDeadline(...)), which records the absolute
-// deadline so a fake clock's queue wakes them exactly on time in tests.
-func requeueAfter(now time.Time, deadlines ...*time.Time) time.Duration {
-	if next := nextDeadline(now, deadlines...); next != nil {
-		return next.Sub(now)
-	}
-	return 0
-}
