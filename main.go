@@ -157,6 +157,10 @@ func run(o options) error {
 		LeaderElectionReleaseOnCancel: true,
 		LeaderElectionNamespace:       o.operatorNamespace,
 	}
+	if len(components) == 1 && components[componentAuthz] {
+		// The data plane alone: its informer cache keeps only what the credential index reads.
+		mgrOpts.Cache = authz.StandaloneCacheOptions()
+	}
 	if components[componentWebhook] {
 		mgrOpts.WebhookServer = ctrlwebhook.NewServer(ctrlwebhook.Options{
 			Host:    o.webhookHost,

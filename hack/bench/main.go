@@ -62,6 +62,7 @@ type config struct {
 	conns       int
 	trials      int
 	creators    int
+	rounds      int
 }
 
 func main() {
@@ -73,10 +74,11 @@ func main() {
 	var maxN int
 	flag.StringVar(&c.keycapBin, "keycap", "bin/keycap", "The keycap binary (built with `make build`); built into a temporary directory when missing.")
 	flag.IntVar(&maxN, "max", 100_000, "Largest number of ApiKeys loaded (the steps are 100, 10 000 and this).")
-	flag.DurationVar(&c.duration, "duration", 5*time.Second, "Duration of each load run.")
+	flag.DurationVar(&c.duration, "duration", 3*time.Second, "Duration of each load run (after a 0.5 s warm-up).")
 	flag.IntVar(&c.concurrency, "concurrency", 32, "Concurrent requests in flight during load runs.")
 	flag.IntVar(&c.conns, "conns", 2, "gRPC connections the load is spread over (Envoy uses one per worker).")
 	flag.IntVar(&c.trials, "trials", 60, "Revocation trials (half disable, half delete).")
+	flag.IntVar(&c.rounds, "rounds", 3, "Alternating rounds of each load run; the median round is reported.")
 	flag.IntVar(&c.creators, "creators", 48, "Concurrent creates when loading ApiKeys into the apiserver.")
 	flag.Parse()
 	logf.SetLogger(logr.Discard())
@@ -160,10 +162,16 @@ func run(c config) error {
 		}
 		say("  the data plane has all %d keys, %s after the first create", n, time.Since(t0).Round(time.Millisecond))
 
-		grpcNoop := loadGRPC(ctx, noop.grpcAddr, loaded, c)
-		grpcKeycap := loadGRPC(ctx, kc.grpcAddr, loaded, c)
-		httpNoop := loadHTTP(ctx, "http://"+noop.httpAddr+"/", loaded, c)
-		httpKeycap := loadHTTP(ctx, "http://"+kc.httpAddr+"/check?scopes=bench:read", loaded, c)
+		// Rounds alternate keycap and its baseline so that drift in the machine's load (the
+		// apiserver settling, other processes) hits both alike; the median round is reported.
+		var gn, gk, hn, hk []stats
+		for range c.rounds {
+			gn = append(gn, loadGRPC(ctx, noop.grpcAddr, loaded, c))
+			gk = append(gk, loadGRPC(ctx, kc.grpcAddr, loaded, c))
+			hn = append(hn, loadHTTP(ctx, "http://"+noop.httpAddr+"/", loaded, c))
+			hk = append(hk, loadHTTP(ctx, "http://"+kc.httpAddr+"/check?scopes=bench:read", loaded, c))
+		}
+		grpcNoop, grpcKeycap, httpNoop, httpKeycap := median(gn), median(gk), median(hn), median(hk)
 		rows = append(rows,
 			row{n: n, proto: "gRPC Check", keycap: grpcKeycap, noop: grpcNoop},
 			row{n: n, proto: "HTTP /check", keycap: httpKeycap, noop: httpNoop})
@@ -199,10 +207,10 @@ type row struct {
 
 func printReport(c config, rows []row, rev map[string][]time.Duration, rss map[int]int64, heap string, took time.Duration) {
 	fmt.Printf("\n## keycap data plane benchmark\n\n")
-	fmt.Printf("`make bench` (go run ./hack/bench -duration %s -concurrency %d -conns %d), %d CPUs, %s/%s, %s. "+
+	fmt.Printf("`make bench` (go run ./hack/bench -duration %s -rounds %d -concurrency %d -conns %d), %d CPUs, %s/%s, %s. "+
 		"Closed-loop load from this process; keycap (`keycap --components=authz`), the no-op ext_authz server and the bare "+
 		"net/http handler each run as their own process on 127.0.0.1; the apiserver and etcd share the machine.\n\n",
-		c.duration, c.concurrency, c.conns, runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, time.Now().UTC().Format("2006-01-02"))
+		c.duration, c.rounds, c.concurrency, c.conns, runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, time.Now().UTC().Format("2006-01-02"))
 	fmt.Println("| N keys | protocol | keycap rps | keycap p50 | keycap p99 | baseline rps | baseline p50 | baseline p99 | keycap/baseline |")
 	fmt.Println("|---:|---|---:|---:|---:|---:|---:|---:|---:|")
 	first := map[string]float64{}
@@ -242,6 +250,19 @@ func printReport(c config, rows []row, rev map[string][]time.Duration, rss map[i
 			mib(rss[lo]), lo, mib(rss[hi]), hi, perKey, heap)
 	}
 	fmt.Printf("- Whole run: %s.\n", took.Round(time.Second))
+}
+
+// median returns the round with the median throughput (errors and denials summed over rounds).
+func median(rounds []stats) stats {
+	s := slices.Clone(rounds)
+	slices.SortFunc(s, func(a, b stats) int { return int(a.rps - b.rps) })
+	m := s[len(s)/2]
+	m.errors, m.denied = 0, 0
+	for _, r := range rounds {
+		m.errors += r.errors
+		m.denied += r.denied
+	}
+	return m
 }
 
 func us(d time.Duration) string { return fmt.Sprintf("%.0f µs", float64(d)/float64(time.Microsecond)) }
@@ -621,7 +642,7 @@ func load(ctx context.Context, c config, fn func(worker, i int) (bool, error)) s
 			latencies[w] = lat
 		}()
 	}
-	time.Sleep(time.Second) // warm-up: connections open, caches warm
+	time.Sleep(500 * time.Millisecond) // warm-up: connections open, caches warm
 	running.Store(true)
 	t0 := time.Now()
 	time.Sleep(c.duration)

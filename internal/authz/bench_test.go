@@ -16,7 +16,7 @@ import (
 	"github.com/keycap-dev/keycap/internal/keys"
 )
 
-func benchDataPlane(b *testing.B) (*DataPlane, string) {
+func benchDataPlane(b testing.TB) (*DataPlane, string) {
 	clk := clocktesting.NewFakeClock(time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC))
 	ix := index.New()
 	key, _ := keys.Generate("kc")

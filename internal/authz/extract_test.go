@@ -199,3 +199,41 @@ func TestLastUsedIsThrottled(t *testing.T) {
 	u.record(other, &index.Credential{LastUsedAt: clk.Now().Add(-time.Second)}, clk.Now())
 	g.Expect(u.queue).To(gomega.HaveLen(2))
 }
+
+func TestTrimmedObjectsIndexAlike(t *testing.T) {
+	g := gomega.NewWithT(t)
+	created := metav1.NewTime(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	until := metav1.NewTime(created.Add(time.Hour))
+	k := &keycapv1alpha1.ApiKey{ObjectMeta: metav1.ObjectMeta{
+		Namespace: "acme", Name: "a", UID: "u1", CreationTimestamp: created,
+		Annotations:   map[string]string{"x": "y"},
+		ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "kubectl"}},
+	}}
+	k.Spec.Scopes = []string{"b", "a"}
+	k.Spec.Description = "dropped"
+	k.Spec.Duration = &metav1.Duration{Duration: 2 * time.Hour}
+	k.Status.Digests = []string{keys.Digest("1"), keys.Digest("2")}
+	k.Status.PreviousKeyValidUntil = &until
+	k.Status.KeyID, k.Status.ExpiresAt, k.Status.LastUsedAt = "kid", &until, &created
+	k.Status.Conditions = []metav1.Condition{{Type: "Ready", Status: metav1.ConditionTrue}}
+
+	trimmed, err := TrimForDataPlane(k.DeepCopy())
+	g.Expect(err).NotTo(gomega.HaveOccurred())
+	tk := trimmed.(*keycapv1alpha1.ApiKey)
+	g.Expect(tk.ManagedFields).To(gomega.BeNil())
+	g.Expect(tk.Status.Conditions).To(gomega.BeNil())
+	wantCred, wantDigests := index.FromApiKey(k)
+	gotCred, gotDigests := index.FromApiKey(tk)
+	g.Expect(gotDigests).To(gomega.Equal(wantDigests))
+	g.Expect(gotCred.Scopes).To(gomega.Equal(wantCred.Scopes))
+	g.Expect(gotCred.ExpiresAt).To(gomega.Equal(wantCred.ExpiresAt))
+	g.Expect(gotCred.LastUsedAt).To(gomega.Equal(wantCred.LastUsedAt))
+	g.Expect([]string{gotCred.Namespace, gotCred.Name, gotCred.UID, gotCred.KeyID}).To(gomega.Equal([]string{"acme", "a", "u1", "kid"}))
+
+	agent := &keycapv1alpha1.AgentKey{ObjectMeta: metav1.ObjectMeta{Namespace: "acme", Name: "bot"}}
+	agent.Spec.APIKeyRef.Name, agent.Spec.Agent, agent.Spec.Disabled = "a", "agent-1", true
+	trimmed, err = TrimForDataPlane(agent.DeepCopy())
+	g.Expect(err).NotTo(gomega.HaveOccurred())
+	ac, _ := index.FromAgentKey(trimmed.(*keycapv1alpha1.AgentKey))
+	g.Expect([]any{ac.ParentName, ac.Agent, ac.Disabled}).To(gomega.Equal([]any{"a", "agent-1", true}))
+}

@@ -33,6 +33,8 @@ const (
 	startTimeout = 3 * time.Minute
 	// readyTimeout bounds the controller issuing the sample's key.
 	readyTimeout = time.Minute
+	// collectTimeout bounds kube-controller-manager's garbage collection of an owned object.
+	collectTimeout = time.Minute
 	// stopTimeout bounds a clean stop after SIGTERM (the children get 20 s before SIGKILL).
 	stopTimeout  = time.Minute
 	pollInterval = 250 * time.Millisecond
@@ -43,8 +45,9 @@ const sampleAPIKey = "acme-backend"
 
 // TestMakeRun runs keycap with --local-control-plane as `make run` does, applies the samples with
 // kubectl and checks the issued key against its digest; then stops it with SIGTERM, checks that
-// etcd and the apiserver are gone, and runs `make run` itself twice on the same state directory:
-// the key is unchanged, and Ctrl-C on the job or SIGTERM to make stops everything.
+// etcd, the apiserver and the controller manager are gone, and runs `make run` itself twice on the
+// same state directory: the key is unchanged, deleting the ApiKey garbage-collects its Secret,
+// and Ctrl-C on the job or SIGTERM to make stops everything.
 func TestMakeRun(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds keycap and starts a control plane")
@@ -128,6 +131,12 @@ func TestMakeRun(t *testing.T) {
 	g.Eventually(second.output).WithTimeout(buildTimeout + startTimeout).WithPolling(pollInterval).
 		Should(gomega.ContainSubstring("keycap ready"))
 	g.Expect(waitIssued(g, kubectl)).To(gomega.Equal(digest), "a restart on the kept state must not change the key")
+	// make run has a garbage collector: deleting the ApiKey takes its owned Secret with it.
+	_, err = kubectl("delete", "apikey", sampleAPIKey, "--wait=false")
+	g.Expect(err).NotTo(gomega.HaveOccurred())
+	g.Eventually(func() (string, error) {
+		return kubectl("get", "secret", "--ignore-not-found", "-o", "name", sampleAPIKey)
+	}).WithTimeout(collectTimeout).WithPolling(pollInterval).Should(gomega.BeEmpty(), "the Secret of a deleted ApiKey must be garbage-collected")
 	children = second.childPIDs(t, dir)
 	second.interruptGroup(t)
 	for name, pid := range children {
@@ -314,11 +323,12 @@ func (p *keycapProcess) output() string {
 	return p.out.String()
 }
 
-// childPIDs reads the pids of etcd and kube-apiserver from the state directory.
+// childPIDs reads the pids of etcd, kube-apiserver and kube-controller-manager from the state
+// directory.
 func (p *keycapProcess) childPIDs(t *testing.T, dir string) map[string]int {
 	t.Helper()
 	pids := map[string]int{}
-	for _, name := range []string{"etcd", "kube-apiserver"} {
+	for _, name := range []string{"etcd", "kube-apiserver", "kube-controller-manager"} {
 		data, err := os.ReadFile(filepath.Join(dir, "run", name+".pid"))
 		if err != nil {
 			t.Fatalf("pid file of %s: %v", name, err)

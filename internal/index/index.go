@@ -123,6 +123,8 @@ type Slot struct {
 	// lastUsedMark is the unix-nano time this replica last queued a lastUsedAt write for the
 	// object; the data plane throttles writes with it.
 	lastUsedMark atomic.Int64
+	// owned are the digests this object put into the table; guarded by Index.mu.
+	owned []ownedDigest
 }
 
 // Load returns the slot's current credential, or nil when the object does not exist (now).
@@ -158,13 +160,13 @@ type shard struct {
 type Index struct {
 	shards [shardCount]shard
 
-	// Writer-side state, guarded by mu. Readers never take it.
+	// Writer-side state, guarded by mu. Readers never take it. Writers also read the shard maps
+	// without their locks: only writers change them, and writers hold mu.
 	mu    sync.Mutex
 	slots map[ObjectKey]*Slot
-	// owned lists the digests each object put into the table, with their NotAfter.
-	owned map[ObjectKey][]ownedDigest
-	// claims counts the objects that list each digest, to detect conflicts.
-	claims map[Digest][]ObjectKey
+	// conflicts lists every object claiming a digest that more than one object lists (which the
+	// webhook forbids); such digests are refused. Empty in a healthy cluster.
+	conflicts map[Digest][]*Slot
 
 	count [2]atomic.Int64 // credentials by kind: ApiKey, AgentKey
 }
@@ -177,9 +179,8 @@ type ownedDigest struct {
 // New returns an empty index.
 func New() *Index {
 	ix := &Index{
-		slots:  map[ObjectKey]*Slot{},
-		owned:  map[ObjectKey][]ownedDigest{},
-		claims: map[Digest][]ObjectKey{},
+		slots:     map[ObjectKey]*Slot{},
+		conflicts: map[Digest][]*Slot{},
 	}
 	for i := range ix.shards {
 		ix.shards[i].m = map[Digest]*Entry{}
@@ -225,32 +226,33 @@ func (ix *Index) Upsert(cred *Credential, digests []KeyDigest) {
 		ix.counter(key.Kind).Add(1)
 	}
 
-	old := ix.owned[key]
-	next := make([]ownedDigest, 0, len(digests))
-	for _, kd := range digests {
-		next = append(next, ownedDigest{d: kd.Digest, notAfter: kd.NotAfter})
+	old := slot.owned
+	var next []ownedDigest
+	if len(digests) > 0 {
+		next = make([]ownedDigest, 0, len(digests))
+		for _, kd := range digests {
+			next = append(next, ownedDigest{d: kd.Digest, notAfter: kd.NotAfter})
+		}
 	}
 	// Remove the digests no longer listed first, so a rotation without grace revokes the old key
 	// before anything else happens.
 	for _, o := range old {
 		if !containsDigest(next, o.d) {
-			ix.unclaimLocked(o.d, key)
+			ix.unclaimLocked(o.d, slot)
 		}
 	}
 	for _, n := range next {
 		i := indexDigest(old, n.d)
-		if i < 0 {
-			ix.claimLocked(n.d, key)
-		}
-		if i < 0 || !old[i].notAfter.Equal(n.notAfter) {
-			ix.refreshLocked(n.d, n.notAfter)
+		switch {
+		case i < 0:
+			ix.claimLocked(n.d, slot, n.notAfter)
+		case !old[i].notAfter.Equal(n.notAfter):
+			if _, conflicted := ix.conflicts[n.d]; !conflicted {
+				ix.setLocked(n.d, &Entry{Slot: slot, NotAfter: n.notAfter})
+			}
 		}
 	}
-	if len(next) == 0 {
-		delete(ix.owned, key)
-	} else {
-		ix.owned[key] = next
-	}
+	slot.owned = next
 }
 
 // Delete removes an object and every digest it listed. Its slot stays (empty) so agent keys that
@@ -262,10 +264,10 @@ func (ix *Index) Delete(key ObjectKey) {
 	if !ok {
 		return
 	}
-	for _, o := range ix.owned[key] {
-		ix.unclaimLocked(o.d, key)
+	for _, o := range slot.owned {
+		ix.unclaimLocked(o.d, slot)
 	}
-	delete(ix.owned, key)
+	slot.owned = nil
 	if slot.cred.Swap(nil) != nil {
 		ix.counter(key.Kind).Add(-1)
 	}
@@ -299,45 +301,47 @@ func (ix *Index) slotLocked(key ObjectKey) *Slot {
 	return s
 }
 
-func (ix *Index) claimLocked(d Digest, key ObjectKey) {
-	ix.claims[d] = append(ix.claims[d], key)
+func (ix *Index) claimLocked(d Digest, slot *Slot, notAfter time.Time) {
+	if owners, conflicted := ix.conflicts[d]; conflicted {
+		ix.conflicts[d] = append(owners, slot)
+		return
+	}
+	if e, ok := ix.shards[d[0]].m[d]; ok && e.Slot != slot {
+		ix.conflicts[d] = []*Slot{e.Slot, slot}
+		ix.setLocked(d, &Entry{Conflict: true})
+		return
+	}
+	ix.setLocked(d, &Entry{Slot: slot, NotAfter: notAfter})
 }
 
-func (ix *Index) unclaimLocked(d Digest, key ObjectKey) {
-	owners := slices.DeleteFunc(ix.claims[d], func(k ObjectKey) bool { return k == key })
-	if len(owners) == 0 {
-		delete(ix.claims, d)
-	} else {
-		ix.claims[d] = owners
-	}
-	ix.refreshLocked(d, ix.notAfterLocked(d))
-}
-
-func (ix *Index) notAfterLocked(d Digest) time.Time {
-	owners := ix.claims[d]
-	if len(owners) != 1 {
-		return time.Time{}
-	}
-	for _, o := range ix.owned[owners[0]] {
-		if o.d == d {
-			return o.notAfter
+func (ix *Index) unclaimLocked(d Digest, slot *Slot) {
+	if owners, conflicted := ix.conflicts[d]; conflicted {
+		owners = slices.DeleteFunc(owners, func(s *Slot) bool { return s == slot })
+		if len(owners) > 1 {
+			ix.conflicts[d] = owners
+			return
 		}
+		delete(ix.conflicts, d)
+		if len(owners) == 1 {
+			rest := owners[0]
+			var notAfter time.Time
+			if i := indexDigest(rest.owned, d); i >= 0 {
+				notAfter = rest.owned[i].notAfter
+			}
+			ix.setLocked(d, &Entry{Slot: rest, NotAfter: notAfter})
+			return
+		}
+		ix.setLocked(d, nil)
+		return
 	}
-	return time.Time{}
+	if e, ok := ix.shards[d[0]].m[d]; ok && e.Slot == slot {
+		ix.setLocked(d, nil)
+	}
 }
 
-// refreshLocked writes the table entry of d from the claims.
-func (ix *Index) refreshLocked(d Digest, notAfter time.Time) {
-	owners := ix.claims[d]
+// setLocked writes (or, with nil, deletes) the table entry of d.
+func (ix *Index) setLocked(d Digest, e *Entry) {
 	s := &ix.shards[d[0]]
-	var e *Entry
-	switch len(owners) {
-	case 0:
-	case 1:
-		e = &Entry{Slot: ix.slots[owners[0]], NotAfter: notAfter}
-	default:
-		e = &Entry{Conflict: true}
-	}
 	s.mu.Lock()
 	if e == nil {
 		delete(s.m, d)

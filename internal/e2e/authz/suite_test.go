@@ -79,6 +79,8 @@ func runWithDataPlane(m *testing.M, env *envtest.Environment) (int, error) {
 		Scheme:                 scheme,
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
+		// As `keycap --components=authz` runs: the cache keeps only what the index reads.
+		Cache: authz.StandaloneCacheOptions(),
 	})
 	if err != nil {
 		return 0, err
