@@ -50,9 +50,9 @@ func readSample(t *testing.T, path string) sampleExpectation {
 	return e
 }
 
-// TestInvalidSamples applies every manifest of config/samples/invalid with the real kubectl and
-// checks that each is refused with a message naming the field and the reason.
-func TestInvalidSamples(t *testing.T) {
+// kubectlRunner returns a function that runs the real kubectl as envtest's admin in namespace ns.
+func kubectlRunner(t *testing.T, ns string) func(stdin string, args ...string) (string, error) {
+	t.Helper()
 	kubectl, err := testenv.Kubectl()
 	if err != nil {
 		t.Fatal(err)
@@ -61,6 +61,26 @@ func TestInvalidSamples(t *testing.T) {
 	if err := os.WriteFile(kubeconfig, env.KubeConfig, 0o600); err != nil {
 		t.Fatal(err)
 	}
+	return func(stdin string, args ...string) (string, error) {
+		cmd := exec.Command(kubectl, append([]string{"--kubeconfig", kubeconfig, "-n", ns}, args...)...)
+		cmd.Stdin = strings.NewReader(stdin)
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		err := cmd.Run()
+		return out.String(), err
+	}
+}
+
+// TestValidSamples: the samples users start from (config/samples/*.yaml) pass the webhook.
+func TestValidSamples(t *testing.T) {
+	run := kubectlRunner(t, newNamespace(t))
+	out, err := run("", "apply", "-f", filepath.Join(testenv.RepoRoot(), "config", "samples"))
+	gomega.NewWithT(t).Expect(err).NotTo(gomega.HaveOccurred(), "kubectl apply -f config/samples: %s", out)
+}
+
+// TestInvalidSamples applies every manifest of config/samples/invalid with the real kubectl and
+// checks that each is refused with a message naming the field and the reason.
+func TestInvalidSamples(t *testing.T) {
 	files, err := filepath.Glob(filepath.Join(testenv.RepoRoot(), "config", "samples", "invalid", "*.yaml"))
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no samples: %v", err)
@@ -69,15 +89,7 @@ func TestInvalidSamples(t *testing.T) {
 		t.Run(filepath.Base(file), func(t *testing.T) {
 			g := gomega.NewWithT(t)
 			want := readSample(t, file)
-			ns := newNamespace(t)
-			run := func(stdin string, args ...string) (string, error) {
-				cmd := exec.Command(kubectl, append([]string{"--kubeconfig", kubeconfig, "-n", ns}, args...)...)
-				cmd.Stdin = strings.NewReader(stdin)
-				var out bytes.Buffer
-				cmd.Stdout, cmd.Stderr = &out, &out
-				err := cmd.Run()
-				return out.String(), err
-			}
+			run := kubectlRunner(t, newNamespace(t))
 			if want.setup != "" {
 				out, err := run(want.setup, "apply", "-f", "-")
 				g.Expect(err).NotTo(gomega.HaveOccurred(), "setup documents: %s", out)
