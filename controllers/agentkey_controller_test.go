@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/onsi/gomega"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -98,6 +99,17 @@ func TestAgentKeyWaitsForAMissingParent(t *testing.T) {
 		g.Expect(agent.OwnerReferences).To(gomega.HaveLen(1))
 	}).WithTimeout(reconcileTimeout).Should(gomega.Succeed())
 	g.Expect(agent.Status.Digests).To(gomega.Equal([]string{keys.Digest(key)}))
+
+	// Deleting the parent: in a cluster the garbage collector deletes the agent key through its
+	// owner reference; envtest has none, so the agent key stays and reports its parent gone.
+	g.Expect(k8sClient.Delete(ctx, parent)).To(gomega.Succeed())
+	g.Eventually(func(g gomega.Gomega) {
+		g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(agent), agent)).To(gomega.Succeed())
+		cond := meta.FindStatusCondition(agent.Status.Conditions, keycapv1alpha1.ConditionReady)
+		g.Expect(cond).NotTo(gomega.BeNil())
+		g.Expect(cond.Reason).To(gomega.Equal(keycapv1alpha1.ReasonParentInactive))
+		g.Expect(cond.Message).To(gomega.ContainSubstring("does not exist"))
+	}).WithTimeout(reconcileTimeout).Should(gomega.Succeed())
 }
 
 func TestAgentKeyParentExpiresOnTime(t *testing.T) {
