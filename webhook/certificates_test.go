@@ -247,6 +247,23 @@ func TestOverwrittenCABundle(t *testing.T) {
 	g.Eventually(func() error { return k8sClient.Update(ctx, changed.DeepCopy(), client.DryRunAll) }).
 		WithTimeout(admissionTimeout).Should(gomega.MatchError(gomega.ContainSubstring("failed calling webhook")))
 
+	// The tamper guard leaves the operator's own writes out at the apiserver (the matchCondition,
+	// fitted to the running operator's identity), so a webhook that is down never blocks the
+	// controllers; everybody else's edits of managed Secrets fail closed.
+	for _, w := range vwc.Webhooks {
+		if w.Name == "vsecret.keycap.dev" {
+			g.Expect(w.MatchConditions).To(gomega.ContainElement(gomega.HaveField("Expression", `!(request.userInfo.username in ["admin"])`)))
+		}
+	}
+	user := userClient(t, "bob", ns)
+	mustCreate(t, managedSecret(ns, "managed"))
+	s := &corev1.Secret{}
+	g.Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: "managed"}, s)).To(gomega.Succeed())
+	s.Data["api-key"] = []byte("by-bob")
+	g.Expect(user.Update(ctx, s.DeepCopy())).To(gomega.MatchError(gomega.ContainSubstring("failed calling webhook")))
+	s.Data["api-key"] = []byte("by-the-operator")
+	g.Expect(k8sClient.Update(ctx, s)).To(gomega.Succeed(), "the operator does not need the webhook")
+
 	withFinalizer := k.DeepCopy()
 	withFinalizer.Finalizers = []string{"keycap.dev/test"}
 	g.Expect(k8sClient.Update(ctx, withFinalizer)).To(gomega.Succeed(), "a finalizer edit does not need the webhook")

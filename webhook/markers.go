@@ -13,8 +13,12 @@ package webhook
 //     down can never keep the operator from finishing a deletion.
 //   - the tamper guard: UPDATE of Secrets labelled app.kubernetes.io/managed-by=keycap, outside
 //     kube-system and the operator's namespace (which holds the webhook's own certificate Secret:
-//     the webhook must never guard the Secret it needs to start). DELETE is not matched: deleting a
-//     managed Secret stays allowed and leads to re-issue.
+//     the webhook must never guard the Secret it needs to start), by anyone but the operator: the
+//     matchCondition not-the-operator leaves the operator's own writes out, so the controllers
+//     never depend on the webhook being up. It names the service account of config/rbac; the
+//     certificate manager rewrites it to the identities the running operator has
+//     (OperatorConditionName). DELETE is not matched: deleting a managed Secret stays allowed and
+//     leads to re-issue.
 //
 // +kubebuilder:webhookconfiguration:mutating=false,name=keycap-validating-webhook
 //
@@ -22,7 +26,7 @@ package webhook
 // +kubebuilder:webhook:path=/validate-keycap-dev-v1alpha1-agentkey,mutating=false,failurePolicy=fail,sideEffects=None,timeoutSeconds=5,groups=keycap.dev,resources=agentkeys,verbs=create;update,versions=v1alpha1,name=vagentkey.keycap.dev,admissionReviewVersions=v1,matchPolicy=Equivalent,serviceName=keycap-webhook-service,serviceNamespace=keycap-system,patch=`{"matchConditions":[{"name":"spec-or-metadata-changed","expression":"request.operation != 'UPDATE' || object.?spec.orValue({}) != oldObject.?spec.orValue({}) || object.metadata.?labels.orValue({}) != oldObject.metadata.?labels.orValue({}) || object.metadata.?annotations.orValue({}) != oldObject.metadata.?annotations.orValue({})"}]}`
 // +kubebuilder:webhook:path=/validate-keycap-dev-v1alpha1-apptoken,mutating=false,failurePolicy=fail,sideEffects=None,timeoutSeconds=5,groups=keycap.dev,resources=apptokens,verbs=create;update,versions=v1alpha1,name=vapptoken.keycap.dev,admissionReviewVersions=v1,matchPolicy=Equivalent,serviceName=keycap-webhook-service,serviceNamespace=keycap-system,patch=`{"matchConditions":[{"name":"spec-or-metadata-changed","expression":"request.operation != 'UPDATE' || object.?spec.orValue({}) != oldObject.?spec.orValue({}) || object.metadata.?labels.orValue({}) != oldObject.metadata.?labels.orValue({}) || object.metadata.?annotations.orValue({}) != oldObject.metadata.?annotations.orValue({})"}]}`
 // +kubebuilder:webhook:path=/validate-keycap-dev-v1alpha1-license,mutating=false,failurePolicy=fail,sideEffects=None,timeoutSeconds=5,groups=keycap.dev,resources=licenses,verbs=create;update,versions=v1alpha1,name=vlicense.keycap.dev,admissionReviewVersions=v1,matchPolicy=Equivalent,serviceName=keycap-webhook-service,serviceNamespace=keycap-system,patch=`{"matchConditions":[{"name":"spec-or-metadata-changed","expression":"request.operation != 'UPDATE' || object.?spec.orValue({}) != oldObject.?spec.orValue({}) || object.metadata.?labels.orValue({}) != oldObject.metadata.?labels.orValue({}) || object.metadata.?annotations.orValue({}) != oldObject.metadata.?annotations.orValue({})"}]}`
-// +kubebuilder:webhook:path=/validate-keycap-managed-secret,mutating=false,failurePolicy=fail,sideEffects=None,timeoutSeconds=5,groups="",resources=secrets,verbs=update,versions=v1,name=vsecret.keycap.dev,admissionReviewVersions=v1,matchPolicy=Equivalent,serviceName=keycap-webhook-service,serviceNamespace=keycap-system,patch=`{"objectSelector":{"matchLabels":{"app.kubernetes.io/managed-by":"keycap"}},"namespaceSelector":{"matchExpressions":[{"key":"kubernetes.io/metadata.name","operator":"NotIn","values":["kube-system","keycap-system"]}]}}`
+// +kubebuilder:webhook:path=/validate-keycap-managed-secret,mutating=false,failurePolicy=fail,sideEffects=None,timeoutSeconds=5,groups="",resources=secrets,verbs=update,versions=v1,name=vsecret.keycap.dev,admissionReviewVersions=v1,matchPolicy=Equivalent,serviceName=keycap-webhook-service,serviceNamespace=keycap-system,patch=`{"matchConditions":[{"name":"not-the-operator","expression":"!(request.userInfo.username in [\"system:serviceaccount:keycap-system:keycap-manager\"])"}],"objectSelector":{"matchLabels":{"app.kubernetes.io/managed-by":"keycap"}},"namespaceSelector":{"matchExpressions":[{"key":"kubernetes.io/metadata.name","operator":"NotIn","values":["kube-system","keycap-system"]}]}}`
 
 // ConfigurationName is the name of keycap's ValidatingWebhookConfiguration (the
 // +kubebuilder:webhookconfiguration marker above); the certificate manager injects the caBundle
@@ -37,6 +41,10 @@ const (
 	PathLicense       = "/validate-keycap-dev-v1alpha1-license"
 	PathManagedSecret = "/validate-keycap-managed-secret"
 )
+
+// OperatorConditionName is the matchCondition of the tamper guard that leaves the operator's own
+// requests out.
+const OperatorConditionName = "not-the-operator"
 
 // DefaultServiceName and DefaultServiceNamespace are the Service in config/webhook that fronts the
 // webhook in a cluster; the serving certificate names them.

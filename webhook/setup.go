@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"net"
 	"slices"
+	"strconv"
+	"strings"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
@@ -49,7 +51,9 @@ type Options struct {
 	ServiceName string
 	// OperatorUsernames may change the Secrets keycap manages, in addition to the identity this
 	// process runs as (learnt from a SelfSubjectReview at setup). Set it when the controllers run
-	// in another Deployment than the webhook.
+	// in another Deployment than the webhook. With managed certificates they also replace the
+	// service account in the tamper guard's not-the-operator matchCondition, so the apiserver
+	// never calls the webhook for the operator's own writes.
 	OperatorUsernames []string
 	// Certificates tunes the managed certificates (lifetimes, renew windows); its Namespace,
 	// ConfigurationName, names and Clock are filled in from the fields above.
@@ -124,7 +128,7 @@ func Setup(mgr ctrl.Manager, opts Options) (*Webhook, error) {
 	certOpts.Clock = opts.Clock
 	certOpts.DNSNames = servingDNSNames(opts.ServiceName, opts.OperatorNamespace)
 	certOpts.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}
-	certOpts.MutateConfiguration = excludeNamespace(opts.OperatorNamespace)
+	certOpts.MutateConfiguration = adaptConfiguration(opts.OperatorNamespace, operators)
 	certs, err := webhookcert.New(mgr.GetAPIReader(), mgr.GetClient(), certOpts)
 	if err != nil {
 		return nil, err
@@ -156,19 +160,32 @@ func servingDNSNames(service, namespace string) []string {
 	}
 }
 
-// excludeNamespace keeps the operator's namespace out of the tamper guard's namespaceSelector
-// when the operator runs in another namespace than the manifests name (keycap-system).
-func excludeNamespace(namespace string) func(*admissionregistrationv1.ValidatingWebhookConfiguration) {
+// adaptConfiguration fits the tamper guard's selectors to the running operator: its namespace
+// joins the excluded namespaces, and its identities replace the service account the manifests name
+// in the not-the-operator matchCondition (e.g. the admin user of `make run`).
+func adaptConfiguration(namespace string, operators []string) func(*admissionregistrationv1.ValidatingWebhookConfiguration) {
+	quoted := make([]string, len(operators))
+	for i, o := range operators {
+		quoted[i] = strconv.Quote(o)
+	}
+	notOperator := "!(request.userInfo.username in [" + strings.Join(quoted, ", ") + "])"
 	return func(vwc *admissionregistrationv1.ValidatingWebhookConfiguration) {
 		for i := range vwc.Webhooks {
 			w := &vwc.Webhooks[i]
-			if w.Name != "vsecret.keycap.dev" || w.NamespaceSelector == nil {
+			if w.Name != "vsecret.keycap.dev" {
 				continue
 			}
-			for j := range w.NamespaceSelector.MatchExpressions {
-				e := &w.NamespaceSelector.MatchExpressions[j]
-				if e.Key == "kubernetes.io/metadata.name" && e.Operator == metav1.LabelSelectorOpNotIn && !slices.Contains(e.Values, namespace) {
-					e.Values = append(e.Values, namespace)
+			if w.NamespaceSelector != nil {
+				for j := range w.NamespaceSelector.MatchExpressions {
+					e := &w.NamespaceSelector.MatchExpressions[j]
+					if e.Key == "kubernetes.io/metadata.name" && e.Operator == metav1.LabelSelectorOpNotIn && !slices.Contains(e.Values, namespace) {
+						e.Values = append(e.Values, namespace)
+					}
+				}
+			}
+			for j := range w.MatchConditions {
+				if w.MatchConditions[j].Name == OperatorConditionName {
+					w.MatchConditions[j].Expression = notOperator
 				}
 			}
 		}
