@@ -151,7 +151,7 @@ func getVia(t *testing.T, url string, headers http.Header) nginxAnswer {
 	raw, err := io.ReadAll(resp.Body)
 	g.Expect(err).NotTo(gomega.HaveOccurred())
 	a := nginxAnswer{status: resp.StatusCode, reason: resp.Header.Get("X-Keycap-Reason"), rawBody: string(raw)}
-	if resp.StatusCode == http.StatusOK {
+	if resp.StatusCode == http.StatusOK && len(raw) > 0 {
 		g.Expect(json.Unmarshal(raw, &a.seen)).To(gomega.Succeed())
 	} else if strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
 		_ = json.Unmarshal(raw, &a.body)

@@ -3,6 +3,7 @@ package authz_test
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"sync/atomic"
 	"testing"
@@ -40,6 +41,8 @@ type suite struct {
 	client client.Client
 	clock  *clocktesting.FakeClock
 	dp     *authz.DataPlane
+	// probeAddr serves the manager's /healthz and /readyz.
+	probeAddr string
 }
 
 var world *suite
@@ -75,10 +78,16 @@ func runWithDataPlane(m *testing.M, env *envtest.Environment) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	probeAddr := l.Addr().String()
+	_ = l.Close()
 	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
 		Scheme:                 scheme,
 		Metrics:                metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress: "0",
+		HealthProbeBindAddress: probeAddr,
 		// As `keycap --components=authz` runs: the cache keeps only what the index reads.
 		Cache: authz.StandaloneCacheOptions(),
 	})
@@ -107,7 +116,7 @@ func runWithDataPlane(m *testing.M, env *envtest.Environment) (int, error) {
 	if !dp.WaitServing(waitCtx) {
 		return 0, fmt.Errorf("the data plane did not start serving")
 	}
-	world = &suite{client: c, clock: clk, dp: dp}
+	world = &suite{client: c, clock: clk, dp: dp, probeAddr: probeAddr}
 	return m.Run(), nil
 }
 
