@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
 # Builds the real Kubernetes control plane that envtest and `make run` use — kube-apiserver,
-# etcd and kubectl — from the Go module proxy alone, into a cache outside the repo.
+# kube-controller-manager, etcd and kubectl — from the Go module proxy alone, into a cache outside
+# the repo.
 #
 # There is no container engine and no download site on the machines keycap is developed on, so the
 # binaries are compiled from their Go modules:
-#   - kube-apiserver and kubectl come from k8s.io/kubernetes, which cannot be `go install`ed directly
-#     because its go.mod replaces every k8s.io staging module with a local path. A small wrapper
-#     module requires k8s.io/kubernetes and replaces each staging module with its published v0.X.Y.
+#   - kube-apiserver, kube-controller-manager and kubectl come from k8s.io/kubernetes, which cannot
+#     be `go install`ed directly because its go.mod replaces every k8s.io staging module with a
+#     local path. A small wrapper module requires k8s.io/kubernetes and replaces each staging module
+#     with its published v0.X.Y.
 #   - etcd comes from a wrapper main calling go.etcd.io/etcd/server/v3/etcdmain.Main.
 #
-# Idempotent: a second run with the binaries present does nothing. Prints the directory holding the
-# binaries (the value for KUBEBUILDER_ASSETS) as its last line.
+# Idempotent: a second run with the binaries present does nothing, and a cache missing some of
+# them (one made before kube-controller-manager was added) gets only those built. Prints the
+# directory holding the binaries (the value for KUBEBUILDER_ASSETS) as its last line.
 set -euo pipefail
 
 KUBE_VERSION="${KUBE_VERSION:-v1.37.2}"
@@ -21,19 +24,43 @@ STAGING_VERSION="v0.${KUBE_VERSION#v1.}"
 
 log() { echo "build-control-plane: $*" >&2; }
 
-if [[ -x "$BIN_DIR/kube-apiserver" && -x "$BIN_DIR/etcd" && -x "$BIN_DIR/kubectl" ]]; then
+# The binaries built from k8s.io/kubernetes; only the missing ones are compiled.
+KUBE_CMDS=(kube-apiserver kube-controller-manager kubectl)
+missing_kube=()
+find_missing() {
+  missing_kube=()
+  for cmd in "${KUBE_CMDS[@]}"; do
+    [[ -x "$BIN_DIR/$cmd" ]] || missing_kube+=("$cmd")
+  done
+  [[ ${#missing_kube[@]} -gt 0 || ! -x "$BIN_DIR/etcd" ]]
+}
+
+if ! find_missing; then
   echo "$BIN_DIR"
   exit 0
 fi
 
 mkdir -p "$BIN_DIR"
+# Several test binaries may run this at once: one builds, the others wait for it and then find
+# the binaries present.
+if command -v flock >/dev/null; then
+  exec 9>"$CACHE_ROOT/build.lock"
+  if ! flock -n 9; then
+    log "another build of the control plane is running; waiting for it"
+    flock 9
+  fi
+  if ! find_missing; then
+    echo "$BIN_DIR"
+    exit 0
+  fi
+fi
 WORK="$(mktemp -d "$CACHE_ROOT/build.XXXXXX")"
 trap 'rm -rf "$WORK"' EXIT
 export GOFLAGS="-mod=mod" GOWORK=off CGO_ENABLED=0
 
-# ---- kube-apiserver + kubectl -------------------------------------------------------------------
-if [[ ! -x "$BIN_DIR/kube-apiserver" || ! -x "$BIN_DIR/kubectl" ]]; then
-  log "building kube-apiserver and kubectl $KUBE_VERSION from the Go module proxy (cold: ~5 min on 2 cores)"
+# ---- kube-apiserver, kube-controller-manager, kubectl ------------------------------------------
+if [[ ${#missing_kube[@]} -gt 0 ]]; then
+  log "building ${missing_kube[*]} $KUBE_VERSION from the Go module proxy (cold: ~5 min per binary on 2 cores)"
   mkdir -p "$WORK/k8s" && cd "$WORK/k8s"
   go mod init keycap.local/control-plane >/dev/null 2>&1
   kube_mod="$(go mod download -json "k8s.io/kubernetes@$KUBE_VERSION" | sed -n 's/^\s*"GoMod": "\(.*\)",$/\1/p')"
@@ -44,16 +71,17 @@ if [[ ! -x "$BIN_DIR/kube-apiserver" || ! -x "$BIN_DIR/kubectl" ]]; then
     sed -n 's#^\s*\(k8s.io/[A-Za-z0-9._-]*\) => ./staging/src/.*#\t\1 => \1 '"$STAGING_VERSION"'#p' "$kube_mod"
     echo ")"
   } >> go.mod
-  cat > tools.go <<'GO'
-//go:build tools
-
-package tools
-
-import (
-	_ "k8s.io/kubernetes/cmd/kube-apiserver"
-	_ "k8s.io/kubernetes/cmd/kubectl"
-)
-GO
+  {
+    echo '//go:build tools'
+    echo
+    echo 'package tools'
+    echo
+    echo 'import ('
+    for cmd in "${missing_kube[@]}"; do
+      echo "	_ \"k8s.io/kubernetes/cmd/$cmd\""
+    done
+    echo ')'
+  } > tools.go
   log "resolving modules"
   go mod tidy >/dev/null 2>&1 || go mod tidy
   major="${KUBE_VERSION#v}"; major="${major%%.*}"
@@ -63,12 +91,11 @@ GO
     ldflags+=" -X $pkg.gitVersion=$KUBE_VERSION -X $pkg.gitMajor=$major -X $pkg.gitMinor=$minor"
     ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
   done
-  log "compiling kube-apiserver"
-  go build -trimpath -ldflags "$ldflags" -o "$BIN_DIR/kube-apiserver.tmp" k8s.io/kubernetes/cmd/kube-apiserver
-  mv "$BIN_DIR/kube-apiserver.tmp" "$BIN_DIR/kube-apiserver"
-  log "compiling kubectl"
-  go build -trimpath -ldflags "$ldflags" -o "$BIN_DIR/kubectl.tmp" k8s.io/kubernetes/cmd/kubectl
-  mv "$BIN_DIR/kubectl.tmp" "$BIN_DIR/kubectl"
+  for cmd in "${missing_kube[@]}"; do
+    log "compiling $cmd"
+    go build -trimpath -ldflags "$ldflags" -o "$BIN_DIR/.$cmd.tmp.$$" "k8s.io/kubernetes/cmd/$cmd"
+    mv "$BIN_DIR/.$cmd.tmp.$$" "$BIN_DIR/$cmd"
+  done
 fi
 
 # ---- etcd ---------------------------------------------------------------------------------------
@@ -90,8 +117,8 @@ func main() { etcdmain.Main(os.Args) }
 GO
   go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION" >/dev/null 2>&1
   go mod tidy >/dev/null 2>&1 || go mod tidy
-  go build -trimpath -ldflags "-s -w -X go.etcd.io/etcd/api/v3/version.GitSHA=keycap" -o "$BIN_DIR/etcd.tmp" .
-  mv "$BIN_DIR/etcd.tmp" "$BIN_DIR/etcd"
+  go build -trimpath -ldflags "-s -w -X go.etcd.io/etcd/api/v3/version.GitSHA=keycap" -o "$BIN_DIR/.etcd.tmp.$$" .
+  mv "$BIN_DIR/.etcd.tmp.$$" "$BIN_DIR/etcd"
 fi
 
 log "control plane ready in $BIN_DIR"

@@ -1,12 +1,17 @@
-// Package localcluster runs a real etcd and kube-apiserver on 127.0.0.1 for `make run`.
+// Package localcluster runs a real etcd, kube-apiserver and kube-controller-manager on 127.0.0.1
+// for `make run`. The controller manager runs the garbage collector, the namespace controller and
+// the service-account controllers, so owner references and namespace deletion behave as in a
+// cluster.
 //
 // Everything lives under Options.Dir:
 //
-//	Dir/pki/        CA, apiserver serving certificate, admin client certificate, service-account key
+//	Dir/pki/        CA, apiserver serving certificate, admin and controller-manager client
+//	                certificates, service-account key
 //	Dir/etcd/       etcd's data
-//	Dir/logs/       etcd.log and kube-apiserver.log
+//	Dir/logs/       etcd.log, kube-apiserver.log and kube-controller-manager.log
 //	Dir/run/        pid files of the children and the lock held while a keycap uses Dir
 //	Dir/kubeconfig  the admin kubeconfig (certificates embedded)
+//	Dir/kube-controller-manager.kubeconfig  the controller manager's own kubeconfig
 //
 // State is kept between runs: a second Start on the same Dir reuses the PKI (so kubeconfigs stay
 // valid) and etcd's data (so the objects applied last time are still there).
@@ -78,13 +83,16 @@ type Cluster struct {
 	lock     *os.File
 	etcd     *child
 	apiSrv   *child
+	kcm      *child
 	stopOnce sync.Once
 	stopErr  error
 }
 
 // Start starts etcd and kube-apiserver, waits until the apiserver is ready, installs keycap's
-// CRDs (and, when WebhookURL is set, its ValidatingWebhookConfiguration pointing at that URL) and
-// creates the operator's namespace. On error nothing it started is left running.
+// CRDs (and, when WebhookURL is set, its ValidatingWebhookConfiguration pointing at that URL),
+// creates the operator's namespace, then starts kube-controller-manager and waits until its
+// garbage collector deletes an object whose owner does not exist. On error nothing it started is
+// left running.
 func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	log := ctrl.Log.WithName("localcluster")
 	if opts.Dir == "" || opts.AssetsDir == "" {
@@ -100,7 +108,7 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, bin := range []string{"etcd", "kube-apiserver"} {
+	for _, bin := range []string{"etcd", "kube-apiserver", "kube-controller-manager"} {
 		if _, err := os.Stat(filepath.Join(opts.AssetsDir, bin)); err != nil {
 			return nil, fmt.Errorf("%s not found in %s (run hack/build-control-plane.sh): %w", bin, opts.AssetsDir, err)
 		}
@@ -122,7 +130,7 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	}()
 	// A previous keycap that died without stopping its children (SIGKILL) may have left them
 	// running; we hold the lock, so they are nobody's.
-	for _, name := range []string{"kube-apiserver", "etcd"} {
+	for _, name := range []string{"kube-controller-manager", "kube-apiserver", "etcd"} {
 		if pid, killed := reapStale(filepath.Join(dir, "run", name+".pid"), dir); killed {
 			log.Info("stopped a leftover process of an earlier run", "process", name, "pid", pid)
 		}
@@ -183,15 +191,20 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	if err := install(ctx, c.Config, opts); err != nil {
 		return nil, err
 	}
+	// Started after the CRDs are served, so the garbage collector watches keycap's kinds from its
+	// first discovery instead of its next resync.
+	if err := c.startControllerManager(ctx, opts.AssetsDir, host, p); err != nil {
+		return nil, err
+	}
 	return c, nil
 }
 
-// Stop stops the apiserver, then etcd: SIGTERM to each one's process group, SIGKILL after a
+// Stop stops the controller manager, then the apiserver, then etcd: SIGTERM to each one's process group, SIGKILL after a
 // timeout, and waits until they are gone. It may be called more than once.
 func (c *Cluster) Stop() error {
 	c.stopOnce.Do(func() {
 		var errs []error
-		for _, ch := range []*child{c.apiSrv, c.etcd} {
+		for _, ch := range []*child{c.kcm, c.apiSrv, c.etcd} {
 			if ch != nil {
 				errs = append(errs, ch.stop(stopTimeout))
 			}
@@ -243,22 +256,28 @@ func (c *Cluster) waitReady(ctx context.Context) error {
 // writeKubeconfig writes the admin kubeconfig with the certificates embedded and returns the
 // same configuration as a rest.Config.
 func writeKubeconfig(path, host string, p pki) (*rest.Config, error) {
+	return writeClientKubeconfig(path, host, p, adminUser, p.adminCert(), p.adminKey())
+}
+
+// writeClientKubeconfig writes a kubeconfig for user, authenticated by the client certificate in
+// certFile and keyFile, with the certificates embedded, and returns it as a rest.Config.
+func writeClientKubeconfig(path, host string, p pki, user, certFile, keyFile string) (*rest.Config, error) {
 	ca, err := os.ReadFile(p.caCert())
 	if err != nil {
 		return nil, err
 	}
-	cert, err := os.ReadFile(p.adminCert())
+	cert, err := os.ReadFile(certFile)
 	if err != nil {
 		return nil, err
 	}
-	key, err := os.ReadFile(p.adminKey())
+	key, err := os.ReadFile(keyFile)
 	if err != nil {
 		return nil, err
 	}
 	kc := clientcmdapi.NewConfig()
 	kc.Clusters[contextName] = &clientcmdapi.Cluster{Server: host, CertificateAuthorityData: ca}
-	kc.AuthInfos[adminUser] = &clientcmdapi.AuthInfo{ClientCertificateData: cert, ClientKeyData: key}
-	kc.Contexts[contextName] = &clientcmdapi.Context{Cluster: contextName, AuthInfo: adminUser, Namespace: "default"}
+	kc.AuthInfos[user] = &clientcmdapi.AuthInfo{ClientCertificateData: cert, ClientKeyData: key}
+	kc.Contexts[contextName] = &clientcmdapi.Context{Cluster: contextName, AuthInfo: user, Namespace: "default"}
 	kc.CurrentContext = contextName
 	data, err := clientcmd.Write(*kc)
 	if err != nil {

@@ -12,7 +12,10 @@ import (
 	"time"
 
 	"github.com/onsi/gomega"
+	authenticationv1 "k8s.io/api/authentication/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -25,8 +28,13 @@ import (
 	"github.com/keycap-dev/keycap/internal/testenv"
 )
 
-// reapTimeout bounds how long a test waits for a leftover process to be gone.
-const reapTimeout = 30 * time.Second
+const (
+	// reapTimeout bounds how long a test waits for a leftover process to be gone.
+	reapTimeout = 30 * time.Second
+	// collectTimeout bounds how long the controller manager may take to delete an object
+	// (garbage collection, a namespace's contents).
+	collectTimeout = time.Minute
+)
 
 func freePort(t *testing.T) int {
 	t.Helper()
@@ -111,6 +119,10 @@ func TestStartInstallsAndRestartKeepsState(t *testing.T) {
 		injectCABundle(t, dyn, name, len(hooks))
 	}
 
+	checkGarbageCollection(t, core)
+	checkNamespaceDeletion(t, core)
+	checkControllerManagerIdentity(t, opts.Dir)
+
 	pids := readPIDs(t, opts.Dir)
 	caBefore, err := os.ReadFile(filepath.Join(opts.Dir, "pki", "ca.crt"))
 	g.Expect(err).NotTo(gomega.HaveOccurred())
@@ -147,6 +159,70 @@ func TestStartInstallsAndRestartKeepsState(t *testing.T) {
 	}
 }
 
+// checkGarbageCollection deletes a ConfigMap that owns another and expects the dependent to go.
+func checkGarbageCollection(t *testing.T, core kubernetes.Interface) {
+	t.Helper()
+	g := gomega.NewWithT(t)
+	ctx := context.Background()
+	cms := core.CoreV1().ConfigMaps("default")
+	owner, err := cms.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "gc-owner"}}, metav1.CreateOptions{})
+	g.Expect(err).NotTo(gomega.HaveOccurred())
+	dependent, err := cms.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{
+		Name: "gc-dependent",
+		OwnerReferences: []metav1.OwnerReference{{
+			APIVersion: "v1", Kind: "ConfigMap", Name: owner.Name, UID: owner.UID,
+		}},
+	}}, metav1.CreateOptions{})
+	g.Expect(err).NotTo(gomega.HaveOccurred())
+	bystander, err := cms.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "gc-bystander"}}, metav1.CreateOptions{})
+	g.Expect(err).NotTo(gomega.HaveOccurred())
+
+	g.Expect(cms.Delete(ctx, owner.Name, metav1.DeleteOptions{})).To(gomega.Succeed())
+	g.Eventually(func() error {
+		_, err := cms.Get(ctx, dependent.Name, metav1.GetOptions{})
+		return err
+	}).WithTimeout(collectTimeout).Should(gomega.Satisfy(apierrors.IsNotFound), "the dependent of a deleted owner must be collected")
+	_, err = cms.Get(ctx, bystander.Name, metav1.GetOptions{})
+	g.Expect(err).NotTo(gomega.HaveOccurred(), "an object without owners must stay")
+}
+
+// checkNamespaceDeletion deletes a namespace holding a ConfigMap and expects it to be gone, which
+// needs the namespace controller to empty and finalize it. The namespace's "default"
+// ServiceAccount comes from the serviceaccount controller.
+func checkNamespaceDeletion(t *testing.T, core kubernetes.Interface) {
+	t.Helper()
+	g := gomega.NewWithT(t)
+	ctx := context.Background()
+	ns, err := core.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "doomed"}}, metav1.CreateOptions{})
+	g.Expect(err).NotTo(gomega.HaveOccurred())
+	_, err = core.CoreV1().ConfigMaps(ns.Name).Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "content"}}, metav1.CreateOptions{})
+	g.Expect(err).NotTo(gomega.HaveOccurred())
+	g.Eventually(func() error {
+		_, err := core.CoreV1().ServiceAccounts(ns.Name).Get(ctx, "default", metav1.GetOptions{})
+		return err
+	}).WithTimeout(collectTimeout).Should(gomega.Succeed(), "a new namespace gets its default ServiceAccount")
+
+	g.Expect(core.CoreV1().Namespaces().Delete(ctx, ns.Name, metav1.DeleteOptions{})).To(gomega.Succeed())
+	g.Eventually(func() error {
+		_, err := core.CoreV1().Namespaces().Get(ctx, ns.Name, metav1.GetOptions{})
+		return err
+	}).WithTimeout(collectTimeout).Should(gomega.Satisfy(apierrors.IsNotFound), "a deleted namespace must finish terminating")
+}
+
+// checkControllerManagerIdentity checks that the controller manager's kubeconfig is not the
+// admin's: it authenticates as system:kube-controller-manager, outside system:masters.
+func checkControllerManagerIdentity(t *testing.T, dir string) {
+	t.Helper()
+	g := gomega.NewWithT(t)
+	cfg, err := clientcmd.BuildConfigFromFlags("", filepath.Join(dir, "kube-controller-manager.kubeconfig"))
+	g.Expect(err).NotTo(gomega.HaveOccurred())
+	review, err := kubernetes.NewForConfigOrDie(cfg).AuthenticationV1().SelfSubjectReviews().
+		Create(context.Background(), &authenticationv1.SelfSubjectReview{}, metav1.CreateOptions{})
+	g.Expect(err).NotTo(gomega.HaveOccurred())
+	g.Expect(review.Status.UserInfo.Username).To(gomega.Equal("system:kube-controller-manager"))
+	g.Expect(review.Status.UserInfo.Groups).NotTo(gomega.ContainElement("system:masters"))
+}
+
 // fakeCABundle is base64 of "fake CA".
 const fakeCABundle = "ZmFrZSBDQQ=="
 
@@ -180,7 +256,7 @@ func webhookConfigNames(t *testing.T) []string {
 func readPIDs(t *testing.T, dir string) map[string]int {
 	t.Helper()
 	out := map[string]int{}
-	for _, name := range []string{"etcd", "kube-apiserver"} {
+	for _, name := range []string{"etcd", "kube-apiserver", "kube-controller-manager"} {
 		data, err := os.ReadFile(filepath.Join(dir, "run", name+".pid"))
 		if err != nil {
 			t.Fatal(err)
@@ -326,6 +402,10 @@ func TestPKIIsReusedAndRenewedBeforeExpiry(t *testing.T) {
 	cert, _, err := loadPair(p.adminCert(), p.adminKey())
 	g.Expect(err).NotTo(gomega.HaveOccurred())
 	g.Expect(cert.Subject.Organization).To(gomega.Equal([]string{"system:masters"}))
+	cert, _, err = loadPair(p.kcmCert(), p.kcmKey())
+	g.Expect(err).NotTo(gomega.HaveOccurred())
+	g.Expect(cert.Subject.CommonName).To(gomega.Equal("system:kube-controller-manager"))
+	g.Expect(cert.Subject.Organization).To(gomega.BeEmpty())
 	cert, _, err = loadPair(p.servingCert(), p.servingKey())
 	g.Expect(err).NotTo(gomega.HaveOccurred())
 	g.Expect(cert.VerifyHostname("127.0.0.1")).To(gomega.Succeed())

@@ -28,9 +28,14 @@ const (
 	// The admin client certificate's organization: the group the apiserver gives all rights.
 	adminGroup = "system:masters"
 	adminUser  = "keycap-admin"
+
+	// controllerManagerUser is the user the default RBAC policy binds to the
+	// system:kube-controller-manager ClusterRole.
+	controllerManagerUser = "system:kube-controller-manager"
 )
 
-// pki is the set of files under Dir/pki that the apiserver and the admin kubeconfig use.
+// pki is the set of files under Dir/pki that the apiserver, the controller manager and the
+// kubeconfigs use.
 type pki struct {
 	dir string
 }
@@ -43,6 +48,8 @@ func (p pki) servingCert() string    { return p.path("apiserver.crt") }
 func (p pki) servingKey() string     { return p.path("apiserver.key") }
 func (p pki) adminCert() string      { return p.path("admin.crt") }
 func (p pki) adminKey() string       { return p.path("admin.key") }
+func (p pki) kcmCert() string        { return p.path("kube-controller-manager.crt") }
+func (p pki) kcmKey() string         { return p.path("kube-controller-manager.key") }
 func (p pki) saSigningKey() string   { return p.path("sa.key") }
 func (p pki) saVerifyingKey() string { return p.path("sa.pub") }
 
@@ -62,7 +69,7 @@ func (p pki) ensure(now time.Time) error {
 			return err
 		}
 		// Every leaf signed by the old CA goes with it.
-		for _, f := range []string{p.servingCert(), p.adminCert()} {
+		for _, f := range []string{p.servingCert(), p.adminCert(), p.kcmCert()} {
 			if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
 				return err
 			}
@@ -83,6 +90,13 @@ func (p pki) ensure(now time.Time) error {
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 	}
 	if err := p.ensureLeaf(p.adminCert(), p.adminKey(), admin, ca, caKey, now); err != nil {
+		return err
+	}
+	controllerManager := &x509.Certificate{
+		Subject:     pkix.Name{CommonName: controllerManagerUser},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	if err := p.ensureLeaf(p.kcmCert(), p.kcmKey(), controllerManager, ca, caKey, now); err != nil {
 		return err
 	}
 	return p.ensureServiceAccountKey()
