@@ -224,6 +224,7 @@ func (m *Manager) Sync(ctx context.Context) (time.Time, error) {
 
 	// The serving certificate.
 	next := st.ca.cert.NotAfter.Add(-o.CARenewBefore)
+	waiting := false
 	if reason := m.servingReason(st, now); reason != "" {
 		servingValid := st.serving != nil && now.Before(st.serving.leaf.NotAfter) && signedByAny(st.serving.leaf, st.trusted, now)
 		switchAt := st.ca.cert.NotBefore.Add(backdate + o.Settle)
@@ -242,6 +243,7 @@ func (m *Manager) Sync(ctx context.Context) (time.Time, error) {
 			changed = true
 		} else {
 			// Wait for the apiserver to trust the new CA; the current certificate still works.
+			waiting = true
 			retry := switchAt
 			if !retry.After(now) {
 				retry = now.Add(o.Settle) // the caBundle is injected below; look again then
@@ -251,7 +253,8 @@ func (m *Manager) Sync(ctx context.Context) (time.Time, error) {
 			}
 		}
 	}
-	if renew := st.serving.leaf.NotAfter.Add(-o.ServingRenewBefore); renew.Before(next) {
+	// While waiting, the serving certificate may be due already; its renewal is the wait's end.
+	if renew := st.serving.leaf.NotAfter.Add(-o.ServingRenewBefore); !waiting && renew.Before(next) {
 		next = renew
 	}
 

@@ -29,7 +29,7 @@ const (
 
 var start = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 
-func newFixture(t *testing.T, objs ...client.Object) (*Manager, client.Client, *clocktesting.FakeClock) {
+func newFixture(t *testing.T, mutate ...func(*Options)) (*Manager, client.Client, *clocktesting.FakeClock) {
 	t.Helper()
 	scheme := runtime.NewScheme()
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
@@ -39,15 +39,19 @@ func newFixture(t *testing.T, objs ...client.Object) (*Manager, client.Client, *
 		ObjectMeta: metav1.ObjectMeta{Name: vwcName},
 		Webhooks:   []admissionregistrationv1.ValidatingWebhook{{Name: "a.keycap.dev"}, {Name: "b.keycap.dev"}},
 	}
-	c := fake.NewClientBuilder().WithScheme(scheme).WithObjects(append(objs, vwc)...).Build()
+	c := fake.NewClientBuilder().WithScheme(scheme).WithObjects(vwc).Build()
 	clk := clocktesting.NewFakeClock(start)
-	m, err := New(c, c, Options{
+	opts := Options{
 		Namespace:         ns,
 		ConfigurationName: vwcName,
 		DNSNames:          []string{"svc.keycap-system.svc", "localhost"},
 		IPAddresses:       []net.IP{net.IPv4(127, 0, 0, 1)},
 		Clock:             clk,
-	})
+	}
+	for _, f := range mutate {
+		f(&opts)
+	}
+	m, err := New(c, c, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -219,4 +223,32 @@ func TestNewRefusesRenewalLoops(t *testing.T) {
 	}
 	_, err := New(nil, nil, base)
 	gomega.NewWithT(t).Expect(err).NotTo(gomega.HaveOccurred(), "the defaults are consistent")
+}
+
+// TestServingDueWhileTheNewCASettles: when the serving certificate falls due at the moment the CA
+// is renewed, the manager waits for the new CA to settle without polling in a tight loop.
+func TestServingDueWhileTheNewCASettles(t *testing.T) {
+	g := gomega.NewWithT(t)
+	m, c, clk := newFixture(t, func(o *Options) {
+		// CA renewal due at 60h; the first serving certificate (90h) is due at 60h too.
+		o.CALifetime, o.CARenewBefore = 100*time.Hour, 40*time.Hour
+		o.ServingLifetime, o.ServingRenewBefore = 90*time.Hour, 30*time.Hour
+	})
+	ctx := context.Background()
+	_, err := m.Sync(ctx)
+	g.Expect(err).NotTo(gomega.HaveOccurred())
+	oldLeaf := leafOf(g, getSecret(g, c))
+
+	clk.SetTime(start.Add(60 * time.Hour))
+	for i := 0; i < 2; i++ { // the second sync sees the injected caBundle
+		next, err := m.Sync(ctx)
+		g.Expect(err).NotTo(gomega.HaveOccurred())
+		g.Expect(next).To(gomega.BeTemporally(">", clk.Now()), "no tight loop while waiting")
+		g.Expect(leafOf(g, getSecret(g, c)).Equal(oldLeaf)).To(gomega.BeTrue(), "the old certificate is served until the new CA settles")
+	}
+	clk.Step(DefaultSettle)
+	_, err = m.Sync(ctx)
+	g.Expect(err).NotTo(gomega.HaveOccurred())
+	bundle, _ := parseCerts(getSecret(g, c).Data[KeyCABundle])
+	g.Expect(leafOf(g, getSecret(g, c)).CheckSignatureFrom(bundle[0])).To(gomega.Succeed())
 }
