@@ -179,10 +179,8 @@ func validateAppToken(spec *keycapv1alpha1.AppTokenSpec, creating bool, now time
 func validateLicense(spec *keycapv1alpha1.LicenseSpec, old *keycapv1alpha1.License, now time.Time, policy Policy, fldPath *field.Path) field.ErrorList {
 	errs := validateCredentialSpec(&spec.CredentialSpec, fldPath)
 	errs = append(errs, validateLifetime(&spec.Lifetime, old == nil, now, policy, fldPath)...)
-	if spec.MaxInstances < 1 {
-		// The schema defaults it to 1 and has Minimum=1; this holds if a client bypassed defaulting.
-		errs = append(errs, field.Invalid(fldPath.Child("maxInstances"), spec.MaxInstances, "must be at least 1"))
-	}
+	// maxInstances >= 1 is the schema's (default 1, Minimum 1); only the comparison with the
+	// activations, which live in status, is the webhook's.
 	if old != nil && spec.MaxInstances < old.Spec.MaxInstances {
 		if active := len(old.Status.Activations); int(spec.MaxInstances) < active {
 			errs = append(errs, field.Invalid(fldPath.Child("maxInstances"), spec.MaxInstances,

@@ -199,7 +199,6 @@ func TestValidateLicense(t *testing.T) {
 		want []string
 	}{
 		"a new licence passes":                                {spec(5), nil, nil},
-		"zero instances is refused":                           {spec(0), nil, []string{"spec.maxInstances: FieldValueInvalid"}},
 		"lowering to the number of activations passes":        {spec(2), withActivations(5, 2), nil},
 		"lowering below the number of activations is refused": {spec(1), withActivations(5, 2), []string{"spec.maxInstances: FieldValueInvalid"}},
 		"raising is never refused":                            {spec(6), withActivations(5, 5), nil},
