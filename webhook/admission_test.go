@@ -2,6 +2,8 @@ package webhook
 
 import (
 	"context"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -9,6 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	keycapv1alpha1 "github.com/keycap-dev/keycap/api/v1alpha1"
@@ -95,6 +98,30 @@ func updateOp(obj client.Object) func(bool) error {
 		}
 		return k8sClient.Update(context.Background(), obj.DeepCopyObject().(client.Object), opts...)
 	}
+}
+
+// warningRecorder collects the apiserver's warnings (what kubectl prints as "Warning: ...").
+type warningRecorder struct {
+	mu       sync.Mutex
+	warnings []string
+}
+
+func (w *warningRecorder) HandleWarningHeader(_ int, _ string, text string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.warnings = append(w.warnings, text)
+}
+
+func (w *warningRecorder) get() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.Clone(w.warnings)
+}
+
+func (w *warningRecorder) reset() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.warnings = nil
 }
 
 // TestCreateRules: for every rule, a manifest that breaks it is refused naming the field, and one
@@ -360,6 +387,32 @@ func TestUpdateRules(t *testing.T) {
 		expectRefused(t, updateOp(tok), "spec.secretName", "already written by ApiKey "+ns+"/billing")
 		tok.Spec.SecretName = "token-secret"
 		g.Expect(k8sClient.Update(ctx, tok)).To(gomega.Succeed())
+	})
+	t.Run("narrowing or disabling a parent ApiKey warns about its agent keys", func(t *testing.T) {
+		g := gomega.NewWithT(t)
+		ns := newNamespace(t)
+		parent := newApiKey(ns, "parent")
+		mustCreate(t, parent)
+		mustCreate(t, newAgentKey(ns, "writer", "parent", "videos:read", "videos:write"))
+		warnings := &warningRecorder{}
+		wcfg := rest.CopyConfig(cfg)
+		wcfg.WarningHandler = warnings
+		c, err := client.New(wcfg, client.Options{Scheme: k8sClient.Scheme()})
+		g.Expect(err).NotTo(gomega.HaveOccurred())
+		// The agent key reaches the webhook's cache a moment after its creation: update until the
+		// warnings name it (each update after the first changes nothing, so keep toggling).
+		g.Eventually(func(g gomega.Gomega) {
+			p := &keycapv1alpha1.ApiKey{}
+			g.Expect(c.Get(ctx, client.ObjectKeyFromObject(parent), p)).To(gomega.Succeed())
+			p.Spec.Scopes, p.Spec.Disabled = []string{"videos:read", "videos:write"}, false
+			g.Expect(c.Update(ctx, p)).To(gomega.Succeed())
+			warnings.reset()
+			p.Spec.Scopes, p.Spec.Disabled = []string{"videos:read"}, true
+			g.Expect(c.Update(ctx, p)).To(gomega.Succeed(), "the update is allowed; warnings only")
+			g.Expect(warnings.get()).To(gomega.ConsistOf(
+				"disabling this ApiKey also deactivates its 1 agent key(s): writer",
+				"AgentKey writer loses scope(s) videos:write: the parent no longer grants them"))
+		}).WithTimeout(admissionTimeout).Should(gomega.Succeed())
 	})
 	t.Run("changing a keyHash to one another credential uses is refused", func(t *testing.T) {
 		g := gomega.NewWithT(t)

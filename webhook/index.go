@@ -22,6 +22,8 @@ const (
 	// IndexSecretName maps a credential to the name of its Secret (spec.secretName, or its own
 	// name).
 	IndexSecretName = "webhook.keycap.dev/secret-name"
+	// IndexParent maps an AgentKey to its parent ApiKey's name.
+	IndexParent = "webhook.keycap.dev/parent"
 )
 
 // credentialRef names a credential object in a refusal.
@@ -64,6 +66,9 @@ func setupIndexes(ctx context.Context, mgr ctrl.Manager) error {
 		}},
 		{&keycapv1alpha1.License{}, IndexDigest, func(o client.Object) []string {
 			return digestsOf("", o.(*keycapv1alpha1.License).Status.Digests)
+		}},
+		{&keycapv1alpha1.AgentKey{}, IndexParent, func(o client.Object) []string {
+			return []string{o.(*keycapv1alpha1.AgentKey).Spec.APIKeyRef.Name}
 		}},
 		{&keycapv1alpha1.ApiKey{}, IndexSecretName, func(o client.Object) []string {
 			k := o.(*keycapv1alpha1.ApiKey)

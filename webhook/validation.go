@@ -300,3 +300,63 @@ func sortedKeys(m map[string]string) []string {
 	sort.Strings(out)
 	return out
 }
+
+// maxWarnedAgents bounds the agent keys a warning names.
+const maxWarnedAgents = 10
+
+// parentChangeWarnings tells the user what an ApiKey update does to its agent keys: disabling it
+// deactivates them; dropping a scope takes it from the agent keys that hold it (the data plane
+// narrows an agent key to its parent's scopes).
+func parentChangeWarnings(old, new *keycapv1alpha1.ApiKeySpec, agents []keycapv1alpha1.AgentKey) []string {
+	var out []string
+	var active []string
+	for _, a := range agents {
+		if !a.Spec.Disabled {
+			active = append(active, a.Name)
+		}
+	}
+	sort.Strings(active)
+	if new.Disabled && !old.Disabled && len(active) > 0 {
+		out = append(out, fmt.Sprintf("disabling this ApiKey also deactivates its %d agent key(s): %s", len(active), nameList(active)))
+	}
+	removed := removedScopes(old.Scopes, new.Scopes)
+	if len(removed) == 0 {
+		return out
+	}
+	sorted := slices.Clone(agents)
+	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Name < sorted[j].Name })
+	for i, a := range sorted {
+		if i == maxWarnedAgents {
+			out = append(out, fmt.Sprintf("... and possibly more of the %d agent keys", len(sorted)))
+			break
+		}
+		var lost []string
+		for _, s := range a.Spec.Scopes {
+			if slices.Contains(removed, s) {
+				lost = append(lost, s)
+			}
+		}
+		if len(lost) > 0 {
+			out = append(out, fmt.Sprintf("AgentKey %s loses scope(s) %s: the parent no longer grants them", a.Name, strings.Join(lost, ", ")))
+		}
+	}
+	return out
+}
+
+// removedScopes returns the scopes in old that are not in new.
+func removedScopes(old, new []string) []string {
+	var out []string
+	for _, s := range old {
+		if !slices.Contains(new, s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func nameList(names []string) string {
+	if len(names) > maxWarnedAgents {
+		return strings.Join(names[:maxWarnedAgents], ", ") + fmt.Sprintf(" and %d more", len(names)-maxWarnedAgents)
+	}
+	return strings.Join(names, ", ")
+}

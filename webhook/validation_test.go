@@ -263,3 +263,30 @@ func TestResultNeverEchoesAKey(t *testing.T) {
 	g.Expect(err.Error()).To(gomega.ContainSubstring("spec.apiKeyRef.name"))
 	g.Expect(err.Error()).NotTo(gomega.ContainSubstring(key))
 }
+
+func TestParentChangeWarnings(t *testing.T) {
+	agent := func(name string, disabled bool, scopes ...string) keycapv1alpha1.AgentKey {
+		return keycapv1alpha1.AgentKey{ObjectMeta: metav1.ObjectMeta{Name: name},
+			Spec: keycapv1alpha1.AgentKeySpec{CredentialSpec: keycapv1alpha1.CredentialSpec{Disabled: disabled, Scopes: scopes}}}
+	}
+	spec := func(disabled bool, scopes ...string) *keycapv1alpha1.ApiKeySpec {
+		return &keycapv1alpha1.ApiKeySpec{CredentialSpec: keycapv1alpha1.CredentialSpec{Disabled: disabled, Scopes: scopes}}
+	}
+	agents := []keycapv1alpha1.AgentKey{agent("b", false, "v:read", "v:write"), agent("a", false, "v:read"), agent("off", true, "v:write")}
+	cases := map[string]struct {
+		old, new *keycapv1alpha1.ApiKeySpec
+		want     []string
+	}{
+		"disabling names the active agent keys": {spec(false, "v:read"), spec(true, "v:read"),
+			[]string{"disabling this ApiKey also deactivates its 2 agent key(s): a, b"}},
+		"dropping a scope names the agent keys that lose it": {spec(false, "v:read", "v:write"), spec(false, "v:read"),
+			[]string{"AgentKey b loses scope(s) v:write: the parent no longer grants them", "AgentKey off loses scope(s) v:write: the parent no longer grants them"}},
+		"adding a scope warns about nothing": {spec(false, "v:read"), spec(false, "v:read", "v:admin"), nil},
+		"re-enabling warns about nothing":    {spec(true, "v:read"), spec(false, "v:read"), nil},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			gomega.NewWithT(t).Expect(parentChangeWarnings(c.old, c.new, agents)).To(gomega.Equal(c.want))
+		})
+	}
+}
