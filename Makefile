@@ -75,8 +75,9 @@ bench: control-plane build ## Load benchmarks against no-op baselines in the sam
 ##@ Build
 
 .PHONY: build
-build: ## Build bin/keycap.
+build: ## Build bin/keycap and the kubectl plugin bin/kubectl-keycap.
 	go build -o $(LOCALBIN)/keycap .
+	go build -o $(LOCALBIN)/kubectl-keycap ./cmd/kubectl-keycap
 
 # `make run`'s state directory (etcd data, certificates, kubeconfig); kept between runs.
 LOCAL_DIR ?= .local
