@@ -54,6 +54,7 @@ type options struct {
 	httpAddr            string
 	extraKeyHeaders     string
 	compatBodies        bool
+	lastUsedWrites      float64
 	leaderElect         bool
 	leaderElectionID    string
 	leaderElectionNSEnv string
@@ -78,6 +79,8 @@ func main() {
 	flag.StringVar(&o.httpAddr, "http-bind-address", ":9002", "Address of the HTTP server: forward-auth /check, licence activation, SSO links, JWKS.")
 	flag.StringVar(&o.extraKeyHeaders, "extra-key-headers", "X-CapData-Token", "Comma-separated extra request headers that may carry an opaque key.")
 	flag.BoolVar(&o.compatBodies, "compat-error-bodies", false, `Deny with the seeds' bodies ({"error":"Unauthorized"}, {"message":"Insufficient permissions"}) instead of keycap's.`)
+	flag.Float64Var(&o.lastUsedWrites, "last-used-writes-per-second", 50,
+		"Most status.lastUsedAt patches the data plane sends per second (each credential at most once a minute); 0 turns lastUsedAt writes off.")
 	flag.BoolVar(&o.leaderElect, "leader-elect", false, "Elect a leader among controller replicas (the data plane never needs it).")
 	flag.StringVar(&o.leaderElectionID, "leader-election-id", "keycap.keycap.dev", "Name of the leader election Lease.")
 	zapOpts := zap.Options{Development: false}
@@ -195,11 +198,13 @@ func run(o options) error {
 	var dataPlane *authz.DataPlane
 	if components[componentAuthz] {
 		if dataPlane, err = authz.SetupWithManager(mgr, authz.Options{
-			GRPCAddr:          o.grpcAddr,
-			HTTPAddr:          o.httpAddr,
-			ExtraKeyHeaders:   splitList(o.extraKeyHeaders),
-			CompatBodies:      o.compatBodies,
-			OperatorNamespace: o.operatorNamespace,
+			GRPCAddr:                o.grpcAddr,
+			HTTPAddr:                o.httpAddr,
+			ExtraKeyHeaders:         splitList(o.extraKeyHeaders),
+			CompatBodies:            o.compatBodies,
+			LastUsedWritesPerSecond: o.lastUsedWrites,
+			DisableLastUsed:         o.lastUsedWrites <= 0,
+			OperatorNamespace:       o.operatorNamespace,
 		}); err != nil {
 			return fmt.Errorf("setting up the data plane: %w", err)
 		}

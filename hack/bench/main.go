@@ -63,6 +63,7 @@ type config struct {
 	trials      int
 	creators    int
 	rounds      int
+	keycapArgs  string
 }
 
 func main() {
@@ -78,6 +79,10 @@ func main() {
 	flag.IntVar(&c.concurrency, "concurrency", 32, "Concurrent requests in flight during load runs.")
 	flag.IntVar(&c.conns, "conns", 2, "gRPC connections the load is spread over (Envoy uses one per worker).")
 	flag.IntVar(&c.trials, "trials", 60, "Revocation trials (half disable, half delete).")
+	flag.StringVar(&c.keycapArgs, "keycap-args", "--last-used-writes-per-second=0",
+		"Extra flags for keycap. By default lastUsedAt writes are off: the bench uses every key at once, so "+
+			"the data plane would patch status at its full rate and the apiserver, on the same cores, would "+
+			"compete with the load. Pass \"\" to measure with them.")
 	flag.IntVar(&c.rounds, "rounds", 3, "Alternating rounds of each load run; the median round is reported.")
 	flag.IntVar(&c.creators, "creators", 48, "Concurrent creates when loading ApiKeys into the apiserver.")
 	flag.Parse()
@@ -133,7 +138,7 @@ func run(c config) error {
 	}
 
 	// keycap's data plane alone, as its own Deployment would run it, and the no-op baselines.
-	kc, err := startKeycap(ctx, bin, kubeconfig, dir)
+	kc, err := startKeycap(ctx, bin, kubeconfig, dir, strings.Fields(c.keycapArgs))
 	if err != nil {
 		return err
 	}
@@ -166,10 +171,10 @@ func run(c config) error {
 		// apiserver settling, other processes) hits both alike; the median round is reported.
 		var gn, gk, hn, hk []stats
 		for range c.rounds {
-			gn = append(gn, loadGRPC(ctx, noop.grpcAddr, loaded, c))
-			gk = append(gk, loadGRPC(ctx, kc.grpcAddr, loaded, c))
-			hn = append(hn, loadHTTP(ctx, "http://"+noop.httpAddr+"/", loaded, c))
-			hk = append(hk, loadHTTP(ctx, "http://"+kc.httpAddr+"/check?scopes=bench:read", loaded, c))
+			gn = append(gn, loadGRPC(ctx, noop, noop.grpcAddr, loaded, c))
+			gk = append(gk, loadGRPC(ctx, kc, kc.grpcAddr, loaded, c))
+			hn = append(hn, loadHTTP(ctx, noop, "http://"+noop.httpAddr+"/", loaded, c))
+			hk = append(hk, loadHTTP(ctx, kc, "http://"+kc.httpAddr+"/check?scopes=bench:read", loaded, c))
 		}
 		grpcNoop, grpcKeycap, httpNoop, httpKeycap := median(gn), median(gk), median(hn), median(hk)
 		rows = append(rows,
@@ -197,6 +202,8 @@ type stats struct {
 	p50, p99 time.Duration
 	errors   int64
 	denied   int64
+	// cpuPerReq is the server process's CPU time (user + system) per request.
+	cpuPerReq time.Duration
 }
 
 type row struct {
@@ -207,12 +214,12 @@ type row struct {
 
 func printReport(c config, rows []row, rev map[string][]time.Duration, rss map[int]int64, heap string, took time.Duration) {
 	fmt.Printf("\n## keycap data plane benchmark\n\n")
-	fmt.Printf("`make bench` (go run ./hack/bench -duration %s -rounds %d -concurrency %d -conns %d), %d CPUs, %s/%s, %s. "+
+	fmt.Printf("`make bench` (go run ./hack/bench -duration %s -rounds %d -concurrency %d -conns %d -keycap-args=%q), %d CPUs, %s/%s, %s. "+
 		"Closed-loop load from this process; keycap (`keycap --components=authz`), the no-op ext_authz server and the bare "+
 		"net/http handler each run as their own process on 127.0.0.1; the apiserver and etcd share the machine.\n\n",
-		c.duration, c.rounds, c.concurrency, c.conns, runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, time.Now().UTC().Format("2006-01-02"))
-	fmt.Println("| N keys | protocol | keycap rps | keycap p50 | keycap p99 | baseline rps | baseline p50 | baseline p99 | keycap/baseline |")
-	fmt.Println("|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+		c.duration, c.rounds, c.concurrency, c.conns, c.keycapArgs, runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, time.Now().UTC().Format("2006-01-02"))
+	fmt.Println("| N keys | protocol | keycap rps | p50 | p99 | server CPU/req | baseline rps | p50 | p99 | server CPU/req | keycap/baseline rps |")
+	fmt.Println("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 	first := map[string]float64{}
 	for _, r := range rows {
 		if _, ok := first[r.proto]; !ok {
@@ -222,8 +229,9 @@ func printReport(c config, rows []row, rev map[string][]time.Duration, rss map[i
 		if r.keycap.errors+r.keycap.denied > 0 {
 			note = fmt.Sprintf(" (%d errors, %d denied)", r.keycap.errors, r.keycap.denied)
 		}
-		fmt.Printf("| %d | %s | %.0f%s | %s | %s | %.0f | %s | %s | %.2f |\n", r.n, r.proto, r.keycap.rps, note,
-			us(r.keycap.p50), us(r.keycap.p99), r.noop.rps, us(r.noop.p50), us(r.noop.p99), r.keycap.rps/r.noop.rps)
+		fmt.Printf("| %d | %s | %.0f%s | %s | %s | %s | %.0f | %s | %s | %s | %.2f |\n", r.n, r.proto, r.keycap.rps, note,
+			us(r.keycap.p50), us(r.keycap.p99), us(r.keycap.cpuPerReq), r.noop.rps, us(r.noop.p50), us(r.noop.p99), us(r.noop.cpuPerReq),
+			r.keycap.rps/r.noop.rps)
 	}
 	fmt.Println()
 	for _, r := range rows {
@@ -265,7 +273,12 @@ func median(rounds []stats) stats {
 	return m
 }
 
-func us(d time.Duration) string { return fmt.Sprintf("%.0f µs", float64(d)/float64(time.Microsecond)) }
+func us(d time.Duration) string {
+	if d < 100*time.Microsecond {
+		return fmt.Sprintf("%.1f µs", float64(d)/float64(time.Microsecond))
+	}
+	return fmt.Sprintf("%.0f µs", float64(d)/float64(time.Microsecond))
+}
 func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond)) }
 func mib(b int64) string        { return fmt.Sprintf("%.1f", float64(b)/(1<<20)) }
 
@@ -347,6 +360,23 @@ func (p *process) stop() {
 	}
 }
 
+// cpu returns the CPU time (user + system) the process has used.
+func (p *process) cpu() time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command name (which is in parentheses): utime and stime are the 12th
+	// and 13th, in clock ticks (USER_HZ, 100 on Linux).
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	u, _ := strconv.ParseInt(f[11], 10, 64)
+	s, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(u+s) * 10 * time.Millisecond
+}
+
 // rss returns the process's resident set size in bytes.
 func (p *process) rss() int64 {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
@@ -389,7 +419,7 @@ func freeAddr() (string, error) {
 	return l.Addr().String(), nil
 }
 
-func startKeycap(ctx context.Context, bin, kubeconfig, dir string) (*process, error) {
+func startKeycap(ctx context.Context, bin, kubeconfig, dir string, extra []string) (*process, error) {
 	var addrs [4]string
 	for i := range addrs {
 		a, err := freeAddr()
@@ -402,9 +432,10 @@ func startKeycap(ctx context.Context, bin, kubeconfig, dir string) (*process, er
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(bin, "--components=authz",
-		"--grpc-bind-address="+addrs[0], "--http-bind-address="+addrs[1],
-		"--health-probe-bind-address="+addrs[2], "--metrics-bind-address="+addrs[3])
+	args := append([]string{"--components=authz",
+		"--grpc-bind-address=" + addrs[0], "--http-bind-address=" + addrs[1],
+		"--health-probe-bind-address=" + addrs[2], "--metrics-bind-address=" + addrs[3]}, extra...)
+	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	p, err := startProcess(cmd)
@@ -610,7 +641,7 @@ func checkRequest(key string) *authv3.CheckRequest {
 
 // load runs fn from c.concurrency workers for c.duration (after a one-second warm-up) and
 // measures it. fn returns whether the request was allowed, or an error.
-func load(ctx context.Context, c config, fn func(worker, i int) (bool, error)) stats {
+func load(ctx context.Context, c config, server *process, fn func(worker, i int) (bool, error)) stats {
 	var (
 		running   atomic.Bool
 		stopping  atomic.Bool
@@ -644,17 +675,21 @@ func load(ctx context.Context, c config, fn func(worker, i int) (bool, error)) s
 	}
 	time.Sleep(500 * time.Millisecond) // warm-up: connections open, caches warm
 	running.Store(true)
-	t0 := time.Now()
+	t0, cpu0 := time.Now(), server.cpu()
 	time.Sleep(c.duration)
 	running.Store(false)
-	elapsed := time.Since(t0)
+	elapsed, cpu := time.Since(t0), server.cpu()-cpu0
 	stopping.Store(true)
 	wg.Wait()
 	var all []time.Duration
 	for _, l := range latencies {
 		all = append(all, l...)
 	}
-	return stats{rps: float64(len(all)) / elapsed.Seconds(), p50: pct(all, 50), p99: pct(all, 99), errors: errs.Load(), denied: denied.Load()}
+	st := stats{rps: float64(len(all)) / elapsed.Seconds(), p50: pct(all, 50), p99: pct(all, 99), errors: errs.Load(), denied: denied.Load()}
+	if len(all) > 0 {
+		st.cpuPerReq = cpu / time.Duration(len(all))
+	}
+	return st
 }
 
 // keyFor spreads the workers' requests over all loaded keys, so the index is probed all over.
@@ -662,7 +697,7 @@ func keyFor(ks []string, worker, i int) string {
 	return ks[(worker*len(ks)/64+i*7919)%len(ks)]
 }
 
-func loadGRPC(ctx context.Context, addr string, ks []string, c config) stats {
+func loadGRPC(ctx context.Context, server *process, addr string, ks []string, c config) stats {
 	clients := make([]authv3.AuthorizationClient, c.conns)
 	for i := range clients {
 		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -676,17 +711,17 @@ func loadGRPC(ctx context.Context, addr string, ks []string, c config) stats {
 	for i := range reqs {
 		reqs[i] = checkRequest(keyFor(ks, 0, i))
 	}
-	return load(ctx, c, func(w, i int) (bool, error) {
+	return load(ctx, c, server, func(w, i int) (bool, error) {
 		resp, err := clients[w%len(clients)].Check(ctx, reqs[(w*131+i)%len(reqs)])
 		return resp.GetOkResponse() != nil, err
 	})
 }
 
-func loadHTTP(ctx context.Context, url string, ks []string, c config) stats {
+func loadHTTP(ctx context.Context, server *process, url string, ks []string, c config) stats {
 	tr := &http.Transport{MaxIdleConns: c.concurrency, MaxIdleConnsPerHost: c.concurrency, IdleConnTimeout: time.Minute}
 	defer tr.CloseIdleConnections()
 	hc := &http.Client{Transport: tr, Timeout: 10 * time.Second}
-	return load(ctx, c, func(w, i int) (bool, error) {
+	return load(ctx, c, server, func(w, i int) (bool, error) {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 		if err != nil {
 			return false, err

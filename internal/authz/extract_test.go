@@ -147,6 +147,8 @@ func TestCheckHTTP(t *testing.T) {
 		"a scope the key lacks is forbidden":                 {target: "/check?scopes=videos:read,videos:delete", status: 403, reason: "INSUFFICIENT_SCOPE"},
 		"another namespace is forbidden":                     {target: "/check?namespace=other", status: 403, reason: "WRONG_NAMESPACE"},
 		"the client's query under Envoy's prefix is ignored": {target: "/check/videos?scopes=videos:delete", status: 200, reason: "OK"},
+		"escaped parameters are unescaped":                   {target: "/check?scopes=videos%3Aread&other=1&namespace=ac%6De", status: 200, reason: "OK"},
+		"a parameter that cannot be unescaped denies":        {target: "/check?scopes=%zz", status: 403, reason: "INSUFFICIENT_SCOPE"},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {

@@ -2,6 +2,8 @@ package authz
 
 import (
 	"net/http"
+	"net/url"
+	"strings"
 	"time"
 )
 
@@ -46,9 +48,9 @@ func (dp *DataPlane) serveCheck(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var req Requirements
+	var scopes, namespaces [4]string
 	if r.URL.Path == CheckPath {
-		q := r.URL.Query()
-		req.Scopes, req.Namespaces = q[QueryScopes], q[QueryNamespace]
+		req = parseRequirements(r.URL.RawQuery, scopes[:0], namespaces[:0])
 	}
 	d := dp.decide(p.key, req)
 	reason = d.Reason
@@ -76,6 +78,31 @@ func (dp *DataPlane) serveCheck(w http.ResponseWriter, r *http.Request) {
 		h[canonicalParent] = vals[7:8:8]
 	}
 	w.WriteHeader(http.StatusOK)
+}
+
+// parseRequirements reads the scopes and namespace parameters of a forward-auth query into the
+// given slices (the caller's stack arrays, so the common case allocates nothing). A parameter that
+// cannot be unescaped counts as a requirement no credential meets.
+func parseRequirements(rawQuery string, scopes, namespaces []string) Requirements {
+	for rawQuery != "" {
+		var pair string
+		pair, rawQuery, _ = strings.Cut(rawQuery, "&")
+		k, v, _ := strings.Cut(pair, "=")
+		if k != QueryScopes && k != QueryNamespace {
+			continue
+		}
+		if u, err := url.QueryUnescape(v); err == nil {
+			v = u
+		} else {
+			v = "\x00invalid"
+		}
+		if k == QueryScopes {
+			scopes = append(scopes, v)
+		} else {
+			namespaces = append(namespaces, v)
+		}
+	}
+	return Requirements{Scopes: scopes, Namespaces: namespaces}
 }
 
 var (
