@@ -159,6 +159,16 @@ func TestCheckHTTP(t *testing.T) {
 		})
 	}
 
+	t.Run("an allowed ApiKey answers its identity and empty agent headers", func(t *testing.T) {
+		g := gomega.NewWithT(t)
+		h := serveCheck(dp, "/check", http.Header{"X-Api-Key": {key}}).Header()
+		g.Expect(h.Get("X-Keycap-Kind")).To(gomega.Equal("ApiKey"))
+		g.Expect(h.Get("X-Keycap-Namespace")).To(gomega.Equal("acme"))
+		g.Expect(h.Get("X-Keycap-Scopes")).To(gomega.Equal("videos:read"))
+		g.Expect(h["X-Keycap-Agent"]).To(gomega.Equal([]string{""}))
+		g.Expect(h["X-Keycap-Parent"]).To(gomega.Equal([]string{""}))
+	})
+
 	t.Run("denials carry the default or the compatibility bodies", func(t *testing.T) {
 		g := gomega.NewWithT(t)
 		var body map[string]map[string]string

@@ -61,11 +61,9 @@ func (dp *DataPlane) serveCheck(w http.ResponseWriter, r *http.Request) {
 	c := d.Credential
 	// One backing array for every header value.
 	v := [...]string{c.Kind, c.Namespace, c.Name, c.KeyID, d.Scopes, ReasonOK.String(), c.Agent, c.ParentName}
-	vals := v[:]
-	if c.Agent == "" {
-		vals = vals[:6]
-	}
-	vals = append([]string(nil), vals...)
+	// The agent headers are sent empty for an ApiKey, so that proxies copying the answer's
+	// headers upstream (Traefik's authResponseHeaders) replace any the client forged.
+	vals := append([]string(nil), v[:]...)
 	h := w.Header()
 	h[canonicalKind] = vals[0:1:1]
 	h[canonicalNamespace] = vals[1:2:2]
@@ -73,10 +71,8 @@ func (dp *DataPlane) serveCheck(w http.ResponseWriter, r *http.Request) {
 	h[canonicalKeyID] = vals[3:4:4]
 	h[canonicalScopes] = vals[4:5:5]
 	h[canonicalReason] = vals[5:6:6]
-	if c.Agent != "" {
-		h[canonicalAgent] = vals[6:7:7]
-		h[canonicalParent] = vals[7:8:8]
-	}
+	h[canonicalAgent] = vals[6:7:7]
+	h[canonicalParent] = vals[7:8:8]
 	w.WriteHeader(http.StatusOK)
 }
 
