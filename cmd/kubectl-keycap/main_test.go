@@ -372,6 +372,32 @@ func TestLicenseCreateVerifyActivate(t *testing.T) {
 	g.Expect(lic.Status.Activations[0].InstanceID).To(gomega.Equal("node-2"))
 }
 
+func TestCreateAppTokenAndListEveryKind(t *testing.T) {
+	g := gomega.NewWithT(t)
+	ns := newNamespace(t)
+	created := plugin("", "create", "apptoken", "reports", "-n", ns, "--audience", "https://api.acme.example",
+		"--duration", "1h", "--scopes", "reports:read", "--timeout", reconcileTimeout.String())
+	g.Expect(created.code).To(gomega.Equal(exitOK), created.stderr)
+	token := strings.TrimSpace(created.stdout)
+	g.Expect(looksLikeJWT(token)).To(gomega.BeTrue(), "not a JWT: %q", token)
+	var secret corev1.Secret
+	g.Expect(k8sClient.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: "reports"}, &secret)).To(gomega.Succeed())
+	g.Expect(string(secret.Data[keycapv1alpha1.AppTokenSecretKey])).To(gomega.Equal(token))
+
+	g.Expect(plugin("", "create", "apikey", "backend", "-n", ns).code).To(gomega.Equal(exitOK))
+	listed := plugin("", "list", "-n", ns)
+	g.Expect(listed.code).To(gomega.Equal(exitOK), listed.stderr)
+	g.Expect(listed.stdout).To(gomega.MatchRegexp(`(?m)^backend\s+ApiKey\s+True\s`))
+	g.Expect(listed.stdout).To(gomega.MatchRegexp(`(?m)^reports\s+AppToken\s+True\s`))
+	g.Expect(listed.stdout).NotTo(gomega.ContainSubstring(token))
+
+	all := plugin("", "list", "apptokens", "-A")
+	g.Expect(all.code).To(gomega.Equal(exitOK), all.stderr)
+	g.Expect(all.stdout).To(gomega.MatchRegexp(`(?m)^NAMESPACE\s+NAME\s+KIND`))
+	g.Expect(all.stdout).To(gomega.MatchRegexp(`(?m)^` + ns + `\s+reports\s+AppToken\s`))
+	g.Expect(all.stdout).NotTo(gomega.ContainSubstring("ApiKey"))
+}
+
 func TestUsageErrors(t *testing.T) {
 	cases := map[string]struct {
 		args   []string
