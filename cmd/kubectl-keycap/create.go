@@ -85,7 +85,7 @@ func runCreate(e *env, args []string) error {
 			return fmt.Errorf("%s %s/%s already exists; keycap prints a key only when it creates one (use 'kubectl keycap rotate' for a new key)",
 				k.name, namespace, obj.GetName())
 		}
-		return fmt.Errorf("creating %s %s/%s: %w", k.name, namespace, obj.GetName(), err)
+		return fmt.Errorf("creating %s %s/%s: %w", k.name, namespace, obj.GetName(), explain(err))
 	}
 	issued, err := waitForKey(ctx, c, obj, e.timeout, func(credential) bool { return true })
 	if err != nil {

@@ -293,3 +293,11 @@ func (e *env) connect() (client.Client, string, error) {
 	}
 	return c, namespace, nil
 }
+
+// explain adds what a user can do about an error the apiserver gives for keycap's kinds.
+func explain(err error) error {
+	if meta.IsNoMatchError(err) {
+		return fmt.Errorf("%w (are keycap's CRDs installed in this cluster? see config/crd)", err)
+	}
+	return err
+}

@@ -48,7 +48,7 @@ func runList(e *env, args []string) error {
 	for _, k := range selected {
 		list := k.newList()
 		if err := c.List(ctx, list, opts...); err != nil {
-			return fmt.Errorf("listing %ss: %w", k.name, err)
+			return fmt.Errorf("listing %ss: %w", k.name, explain(err))
 		}
 		items, err := listItems(list)
 		if err != nil {
@@ -186,7 +186,7 @@ func notFound(err error, k *kind, namespace, name string) error {
 	if apierrors.IsNotFound(err) {
 		return fmt.Errorf("%s %q not found in namespace %s", k.name, name, namespace)
 	}
-	return fmt.Errorf("reading %s %s/%s: %w", k.name, namespace, name, err)
+	return fmt.Errorf("reading %s %s/%s: %w", k.name, namespace, name, explain(err))
 }
 
 func orNone(s string) string {

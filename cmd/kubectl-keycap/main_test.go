@@ -20,6 +20,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -396,6 +397,36 @@ func TestCreateAppTokenAndListEveryKind(t *testing.T) {
 	g.Expect(all.stdout).To(gomega.MatchRegexp(`(?m)^NAMESPACE\s+NAME\s+KIND`))
 	g.Expect(all.stdout).To(gomega.MatchRegexp(`(?m)^` + ns + `\s+reports\s+AppToken\s`))
 	g.Expect(all.stdout).NotTo(gomega.ContainSubstring("ApiKey"))
+}
+
+func TestKubeconfigFromEnvironmentAndContextFlag(t *testing.T) {
+	g := gomega.NewWithT(t)
+	ns := newNamespace(t)
+	g.Expect(plugin("", "create", "apikey", "found", "-n", ns).code).To(gomega.Equal(exitOK))
+
+	// The current context points at nothing; the context "good" at the test cluster, in ns.
+	cfg, err := clientcmd.Load(kubeconfigBytes)
+	g.Expect(err).NotTo(gomega.HaveOccurred())
+	good := cfg.Contexts[cfg.CurrentContext].DeepCopy()
+	good.Namespace = ns
+	cfg.Contexts["good"] = good
+	cfg.Clusters["nowhere"] = &clientcmdapi.Cluster{Server: "https://127.0.0.1:1"}
+	cfg.Contexts["broken"] = &clientcmdapi.Context{Cluster: "nowhere", AuthInfo: good.AuthInfo}
+	cfg.CurrentContext = "broken"
+	path := filepath.Join(t.TempDir(), "kubeconfig")
+	g.Expect(clientcmd.WriteToFile(*cfg, path)).To(gomega.Succeed())
+	t.Setenv("KUBECONFIG", path)
+
+	var stdout, stderr bytes.Buffer
+	code := run([]string{"list", "--context", "good"}, strings.NewReader(""), &stdout, &stderr)
+	g.Expect(code).To(gomega.Equal(exitOK), stderr.String())
+	g.Expect(stdout.String()).To(gomega.MatchRegexp(`(?m)^found\s+ApiKey\s`))
+
+	stdout.Reset()
+	stderr.Reset()
+	code = run([]string{"list", "-n", ns}, strings.NewReader(""), &stdout, &stderr)
+	g.Expect(code).To(gomega.Equal(exitFailure))
+	g.Expect(stderr.String()).To(gomega.ContainSubstring("127.0.0.1:1"))
 }
 
 func TestUsageErrors(t *testing.T) {

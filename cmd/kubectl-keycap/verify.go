@@ -69,7 +69,7 @@ func runVerify(e *env, args []string) error {
 		}
 		list := k.newList()
 		if err := c.List(ctx, list, opts...); err != nil {
-			return fmt.Errorf("listing %ss: %w", k.name, err)
+			return fmt.Errorf("listing %ss: %w", k.name, explain(err))
 		}
 		items, err := listItems(list)
 		if err != nil {
