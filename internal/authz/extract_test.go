@@ -9,6 +9,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"github.com/onsi/gomega"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	clocktesting "k8s.io/utils/clock/testing"
@@ -81,21 +82,39 @@ func FuzzExtract(f *testing.F) {
 				h[name] = strings.Split(v, "\n")
 			}
 		}
-		p, reason := extractHTTP(e, h)
-		if reason != ReasonOK {
-			if p.key != "" {
-				t.Fatalf("refused with %s but returned a key", reason)
+		// The same headers as Envoy's gRPC ext_authz sends them: repeated values joined with
+		// commas in the headers map, or raw bytes in header_map (encode_raw_headers).
+		m := map[string]string{}
+		raw := &corev3.HeaderMap{}
+		for name, v := range h {
+			m[strings.ToLower(name)] = strings.Join(v, ",")
+			for _, one := range v {
+				raw.Headers = append(raw.Headers, &corev3.HeaderValue{Key: strings.ToLower(name), RawValue: []byte(one)})
 			}
-			return
 		}
-		if !validCredential(p.key) || !utf8.ValidString(p.key) || strings.Contains(p.key, ",") {
-			t.Fatalf("returned an invalid credential %q", p.key)
-		}
-		if !strings.Contains(apiKey+authorization+extra, p.key) {
-			t.Fatalf("returned %q, which is not in the input", p.key)
-		}
-		if len(e.headersOf(p)) == 0 {
-			t.Fatal("no header carried the credential")
+		for _, source := range []func(*headerValues){
+			func(hv *headerValues) { e.fromHTTP(h, hv) },
+			func(hv *headerValues) { e.fromGRPC(m, nil, hv) },
+			func(hv *headerValues) { e.fromGRPC(nil, raw, hv) },
+		} {
+			var hv headerValues
+			source(&hv)
+			p, reason := e.extract(&hv)
+			if reason != ReasonOK {
+				if p.key != "" {
+					t.Fatalf("refused with %s but returned a key", reason)
+				}
+				continue
+			}
+			if !validCredential(p.key) || !utf8.ValidString(p.key) || strings.Contains(p.key, ",") {
+				t.Fatalf("returned an invalid credential %q", p.key)
+			}
+			if !strings.Contains(apiKey+authorization+extra, p.key) {
+				t.Fatalf("returned %q, which is not in the input", p.key)
+			}
+			if len(e.headersOf(p)) == 0 || len(e.toRemove(p.from, false)) < 3 {
+				t.Fatal("no header carried the credential")
+			}
 		}
 	})
 }
