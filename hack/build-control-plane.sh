@@ -55,7 +55,7 @@ if command -v flock >/dev/null; then
   fi
 fi
 WORK="$(mktemp -d "$CACHE_ROOT/build.XXXXXX")"
-trap 'rm -rf "$WORK"' EXIT
+trap 'rm -rf "$WORK" "$BIN_DIR"/.*.tmp.$$' EXIT
 export GOFLAGS="-mod=mod" GOWORK=off CGO_ENABLED=0
 
 # ---- kube-apiserver, kube-controller-manager, kubectl ------------------------------------------

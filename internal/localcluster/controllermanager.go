@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -43,7 +44,7 @@ func (c *Cluster) startControllerManager(ctx context.Context, assetsDir, host st
 		return err
 	}
 	var err error
-	c.kcm, err = startChild(c.dir, "kube-controller-manager", filepath.Join(assetsDir, "kube-controller-manager"),
+	c.kcm, err = startChild(c.dir, "kube-controller-manager", syscall.SIGKILL, filepath.Join(assetsDir, "kube-controller-manager"),
 		"--kubeconfig="+kubeconfig,
 		"--controllers="+strings.Join(controllers, ","),
 		"--use-service-account-credentials=true",

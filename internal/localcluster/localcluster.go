@@ -151,7 +151,7 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	}
 
 	etcdURL := "http://127.0.0.1:" + strconv.Itoa(opts.EtcdPort)
-	c.etcd, err = startChild(dir, "etcd", filepath.Join(opts.AssetsDir, "etcd"),
+	c.etcd, err = startChild(dir, "etcd", syscall.SIGTERM, filepath.Join(opts.AssetsDir, "etcd"),
 		"--name=keycap",
 		"--data-dir="+filepath.Join(dir, "etcd"),
 		"--listen-client-urls="+etcdURL,
@@ -163,7 +163,7 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	if err != nil {
 		return nil, err
 	}
-	c.apiSrv, err = startChild(dir, "kube-apiserver", filepath.Join(opts.AssetsDir, "kube-apiserver"),
+	c.apiSrv, err = startChild(dir, "kube-apiserver", syscall.SIGKILL, filepath.Join(opts.AssetsDir, "kube-apiserver"),
 		"--etcd-servers="+etcdURL,
 		"--bind-address=127.0.0.1",
 		"--advertise-address=127.0.0.1",

@@ -28,7 +28,13 @@ type child struct {
 	waitErr error
 }
 
-func startChild(dir, name, bin string, args ...string) (*child, error) {
+// startChild starts bin as name, logging to Dir/logs/name.log. deathSignal is what the kernel
+// sends the child if keycap dies without stopping it (SIGKILL, a crash): SIGTERM for etcd, which
+// holds the data; SIGKILL for the apiserver and the controller manager, which keep nothing of
+// their own, because an apiserver shutting down gracefully hangs for good once etcd (signalled at
+// the same moment) is gone. (The signal follows the forking thread, and the Go runtime ends a
+// thread only when a goroutine locked to it exits, which Start's caller is not.)
+func startChild(dir, name string, deathSignal syscall.Signal, bin string, args ...string) (*child, error) {
 	logPath := filepath.Join(dir, "logs", name+".log")
 	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
 	if err != nil {
@@ -39,11 +45,8 @@ func startChild(dir, name, bin string, args ...string) (*child, error) {
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
 	cmd.SysProcAttr = &syscall.SysProcAttr{
-		Setpgid: true,
-		// If keycap dies without stopping it (SIGKILL, a crash), the child gets SIGTERM from the
-		// kernel instead of living on. (The signal follows the forking thread, and the Go runtime
-		// ends a thread only when a goroutine locked to it exits, which Start's caller is not.)
-		Pdeathsig: syscall.SIGTERM,
+		Setpgid:   true,
+		Pdeathsig: deathSignal,
 	}
 	if err := cmd.Start(); err != nil {
 		_ = logFile.Close()
