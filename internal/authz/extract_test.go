@@ -250,21 +250,24 @@ func TestTrimmedObjectsIndexAlike(t *testing.T) {
 
 	trimmed, err := TrimForDataPlane(k.DeepCopy())
 	g.Expect(err).NotTo(gomega.HaveOccurred())
-	tk := trimmed.(*keycapv1alpha1.ApiKey)
-	g.Expect(tk.ManagedFields).To(gomega.BeNil())
-	g.Expect(tk.Status.Conditions).To(gomega.BeNil())
+	r := trimmed.(*index.Record)
+	g.Expect([]string{r.GetNamespace(), r.GetName(), string(r.GetUID())}).To(gomega.Equal([]string{"acme", "a", "u1"}))
 	wantCred, wantDigests := index.FromApiKey(k)
-	gotCred, gotDigests := index.FromApiKey(tk)
-	g.Expect(gotDigests).To(gomega.Equal(wantDigests))
-	g.Expect(gotCred.Scopes).To(gomega.Equal(wantCred.Scopes))
-	g.Expect(gotCred.ExpiresAt).To(gomega.Equal(wantCred.ExpiresAt))
-	g.Expect(gotCred.LastUsedAt).To(gomega.Equal(wantCred.LastUsedAt))
-	g.Expect([]string{gotCred.Namespace, gotCred.Name, gotCred.UID, gotCred.KeyID}).To(gomega.Equal([]string{"acme", "a", "u1", "kid"}))
+	g.Expect(r.Digests).To(gomega.Equal(wantDigests))
+	g.Expect(r.Credential.Scopes).To(gomega.Equal(wantCred.Scopes))
+	g.Expect(r.Credential.ExpiresAt).To(gomega.Equal(wantCred.ExpiresAt))
+	g.Expect(r.Credential.LastUsedAt).To(gomega.Equal(wantCred.LastUsedAt))
+	g.Expect([]string{r.Credential.Namespace, r.Credential.Name, r.Credential.KeyID}).To(gomega.Equal([]string{"acme", "a", "kid"}))
 
 	agent := &keycapv1alpha1.AgentKey{ObjectMeta: metav1.ObjectMeta{Namespace: "acme", Name: "bot"}}
 	agent.Spec.APIKeyRef.Name, agent.Spec.Agent, agent.Spec.Disabled = "a", "agent-1", true
 	trimmed, err = TrimForDataPlane(agent.DeepCopy())
 	g.Expect(err).NotTo(gomega.HaveOccurred())
-	ac, _ := index.FromAgentKey(trimmed.(*keycapv1alpha1.AgentKey))
-	g.Expect([]any{ac.ParentName, ac.Agent, ac.Disabled}).To(gomega.Equal([]any{"a", "agent-1", true}))
+	ac := trimmed.(*index.Record).Credential
+	g.Expect([]any{ac.Kind, ac.ParentName, ac.Agent, ac.Disabled}).To(gomega.Equal([]any{"AgentKey", "a", "agent-1", true}))
+
+	withFields := &metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "x"}}}}
+	other, err := TrimForDataPlane(withFields)
+	g.Expect(err).NotTo(gomega.HaveOccurred())
+	g.Expect(other.(*metav1.PartialObjectMetadata).ManagedFields).To(gomega.BeNil())
 }

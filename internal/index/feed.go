@@ -46,6 +46,8 @@ func (ix *Index) Feed(ctx context.Context, informers cache.Informers) (synced fu
 
 func (ix *Index) apply(o any) {
 	switch obj := o.(type) {
+	case *Record:
+		ix.Upsert(obj.Credential, obj.Digests)
 	case *keycapv1alpha1.ApiKey:
 		ix.Upsert(FromApiKey(obj))
 	case *keycapv1alpha1.AgentKey:
@@ -58,6 +60,8 @@ func (ix *Index) remove(o any) {
 		o = tomb.Obj
 	}
 	switch obj := o.(type) {
+	case *Record:
+		ix.Delete(ObjectKey{Kind: obj.Credential.Kind, Namespace: obj.namespace, Name: obj.name})
 	case *keycapv1alpha1.ApiKey:
 		ix.Delete(ObjectKey{Kind: KindApiKey, Namespace: obj.Namespace, Name: obj.Name})
 	case *keycapv1alpha1.AgentKey:

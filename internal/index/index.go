@@ -219,7 +219,8 @@ func (ix *Index) Upsert(cred *Credential, digests []KeyDigest) {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
 	slot := ix.slotLocked(key)
-	if cred.Kind == KindAgentKey && cred.ParentName != "" {
+	// A credential upserted again (an informer resync of a cached Record) keeps its parent link.
+	if cred.Kind == KindAgentKey && cred.ParentName != "" && cred.Parent == nil {
 		cred.Parent = ix.slotLocked(ObjectKey{Kind: KindApiKey, Namespace: cred.Namespace, Name: cred.ParentName})
 	}
 	if slot.cred.Swap(cred) == nil {

@@ -1,0 +1,90 @@
+package index
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+
+	keycapv1alpha1 "github.com/keycap-dev/keycap/api/v1alpha1"
+)
+
+// Record is the compact form in which a process running only the data plane keeps a credential
+// in its informer cache (see authz.StandaloneCacheOptions): the index's view of the object and
+// the little metadata the informer machinery needs (name, namespace, UID, resourceVersion),
+// instead of the whole decoded object. It implements runtime.Object and metav1.Object so the
+// informer store can key and index it; its setters are no-ops. It is immutable.
+type Record struct {
+	name, namespace, resourceVersion string
+	uid                              types.UID
+	// Credential and Digests are what Upsert takes.
+	Credential *Credential
+	Digests    []KeyDigest
+}
+
+// RecordOf returns the compact record of an ApiKey or AgentKey, or nil for any other object.
+func RecordOf(obj any) *Record {
+	var (
+		cred    *Credential
+		digests []KeyDigest
+		meta    *metav1.ObjectMeta
+	)
+	switch o := obj.(type) {
+	case *keycapv1alpha1.ApiKey:
+		cred, digests = FromApiKey(o)
+		meta = &o.ObjectMeta
+	case *keycapv1alpha1.AgentKey:
+		cred, digests = FromAgentKey(o)
+		meta = &o.ObjectMeta
+	default:
+		return nil
+	}
+	return &Record{
+		name: meta.Name, namespace: meta.Namespace, resourceVersion: meta.ResourceVersion, uid: meta.UID,
+		Credential: cred, Digests: digests,
+	}
+}
+
+var (
+	_ runtime.Object = (*Record)(nil)
+	_ metav1.Object  = (*Record)(nil)
+)
+
+// GetObjectKind implements runtime.Object.
+func (r *Record) GetObjectKind() schema.ObjectKind { return schema.EmptyObjectKind }
+
+// DeepCopyObject implements runtime.Object; a Record is immutable, so the copy shares its data.
+func (r *Record) DeepCopyObject() runtime.Object { c := *r; return &c }
+
+// The metav1.Object accessors the informer store uses; everything else is empty.
+
+func (r *Record) GetNamespace() string                          { return r.namespace }
+func (r *Record) SetNamespace(string)                           {}
+func (r *Record) GetName() string                               { return r.name }
+func (r *Record) SetName(string)                                {}
+func (r *Record) GetGenerateName() string                       { return "" }
+func (r *Record) SetGenerateName(string)                        {}
+func (r *Record) GetUID() types.UID                             { return r.uid }
+func (r *Record) SetUID(types.UID)                              {}
+func (r *Record) GetResourceVersion() string                    { return r.resourceVersion }
+func (r *Record) SetResourceVersion(string)                     {}
+func (r *Record) GetGeneration() int64                          { return 0 }
+func (r *Record) SetGeneration(int64)                           {}
+func (r *Record) GetSelfLink() string                           { return "" }
+func (r *Record) SetSelfLink(string)                            {}
+func (r *Record) GetCreationTimestamp() metav1.Time             { return metav1.Time{} }
+func (r *Record) SetCreationTimestamp(metav1.Time)              {}
+func (r *Record) GetDeletionTimestamp() *metav1.Time            { return nil }
+func (r *Record) SetDeletionTimestamp(*metav1.Time)             {}
+func (r *Record) GetDeletionGracePeriodSeconds() *int64         { return nil }
+func (r *Record) SetDeletionGracePeriodSeconds(*int64)          {}
+func (r *Record) GetLabels() map[string]string                  { return nil }
+func (r *Record) SetLabels(map[string]string)                   {}
+func (r *Record) GetAnnotations() map[string]string             { return nil }
+func (r *Record) SetAnnotations(map[string]string)              {}
+func (r *Record) GetFinalizers() []string                       { return nil }
+func (r *Record) SetFinalizers([]string)                        {}
+func (r *Record) GetOwnerReferences() []metav1.OwnerReference   { return nil }
+func (r *Record) SetOwnerReferences([]metav1.OwnerReference)    {}
+func (r *Record) GetManagedFields() []metav1.ManagedFieldsEntry { return nil }
+func (r *Record) SetManagedFields([]metav1.ManagedFieldsEntry)  {}
