@@ -40,24 +40,23 @@ const (
 var allComponents = []string{componentControllers, componentWebhook, componentAuthz}
 
 type options struct {
-	components          string
-	localControlPlane   string
-	localAPIServerPort  int
-	localEtcdPort       int
-	operatorNamespace   string
-	metricsAddr         string
-	probeAddr           string
-	webhookHost         string
-	webhookPort         int
-	webhookCertDir      string
-	grpcAddr            string
-	httpAddr            string
-	extraKeyHeaders     string
-	compatBodies        bool
-	lastUsedWrites      float64
-	leaderElect         bool
-	leaderElectionID    string
-	leaderElectionNSEnv string
+	components         string
+	localControlPlane  string
+	localAPIServerPort int
+	localEtcdPort      int
+	operatorNamespace  string
+	metricsAddr        string
+	probeAddr          string
+	webhookHost        string
+	webhookPort        int
+	webhookCertDir     string
+	grpcAddr           string
+	httpAddr           string
+	extraKeyHeaders    string
+	compatBodies       bool
+	lastUsedWrites     float64
+	leaderElect        bool
+	leaderElectionID   string
 }
 
 func main() {

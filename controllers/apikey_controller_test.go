@@ -119,7 +119,7 @@ func TestApiKeyExpiresOnTime(t *testing.T) {
 	lifetime := newApiKey(ns, "duration")
 	// Earlier tests stepped the fake clock ahead of the apiserver's, which sets the creation
 	// timestamp the duration counts from: make the lifetime end 3h after the fake clock's now.
-	drift := fakeClock.Now().Sub(time.Now()).Truncate(time.Second)
+	drift := time.Until(fakeClock.Now()).Truncate(time.Second)
 	lifetime.Spec.Duration = &metav1.Duration{Duration: drift + 3*time.Hour}
 	for _, a := range []*keycapv1alpha1.ApiKey{at, lifetime} {
 		g.Expect(k8sClient.Create(ctx, a)).To(gomega.Succeed())

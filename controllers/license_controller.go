@@ -22,7 +22,7 @@ import (
 	"github.com/keycap-dev/keycap/internal/signing"
 )
 
-// EventReasonReleased: instances that had not checked in within heartbeatTimeout lost their seat.
+// EventReasonReleased says that instances that had not checked in within heartbeatTimeout lost their seat.
 const EventReasonReleased = "InstancesReleased"
 
 // LicenseReconciler reconciles Licenses: the licence key (data key license-key, format of

@@ -88,7 +88,3 @@ type AgentKeyList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []AgentKey `json:"items"`
 }
-
-func init() {
-	SchemeBuilder.Register(&AgentKey{}, &AgentKeyList{})
-}

@@ -99,7 +99,3 @@ type AppTokenList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []AppToken `json:"items"`
 }
-
-func init() {
-	SchemeBuilder.Register(&AppToken{}, &AppTokenList{})
-}

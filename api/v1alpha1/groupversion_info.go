@@ -6,8 +6,9 @@
 package v1alpha1
 
 import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"sigs.k8s.io/controller-runtime/pkg/scheme"
 )
 
 var (
@@ -15,8 +16,21 @@ var (
 	GroupVersion = schema.GroupVersion{Group: "keycap.dev", Version: "v1alpha1"}
 
 	// SchemeBuilder registers the keycap kinds with a runtime.Scheme.
-	SchemeBuilder = &scheme.Builder{GroupVersion: GroupVersion}
+	SchemeBuilder = runtime.NewSchemeBuilder(addKnownTypes)
 
 	// AddToScheme adds the keycap kinds to a runtime.Scheme.
 	AddToScheme = SchemeBuilder.AddToScheme
 )
+
+// addKnownTypes registers the four kinds and their lists. The API package depends on apimachinery
+// only, so clients can import it without controller-runtime.
+func addKnownTypes(s *runtime.Scheme) error {
+	s.AddKnownTypes(GroupVersion,
+		&ApiKey{}, &ApiKeyList{},
+		&AgentKey{}, &AgentKeyList{},
+		&AppToken{}, &AppTokenList{},
+		&License{}, &LicenseList{},
+	)
+	metav1.AddToGroupVersion(s, GroupVersion)
+	return nil
+}

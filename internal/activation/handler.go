@@ -129,7 +129,7 @@ func (a *Activator) Activate(ctx context.Context, licenseKey, instanceID string,
 		select {
 		case <-ctx.Done():
 			return Result{}, ReasonBusy, ctx.Err()
-		case <-time.After(time.Duration(rand.IntN(conflictBackoffMS)+1) * time.Millisecond):
+		case <-time.After(time.Duration(rand.IntN(conflictBackoffMS)+1) * time.Millisecond): //nolint:gosec // jitter, not a secret
 		}
 	}
 	return Result{}, ReasonBusy, errors.New("too many concurrent writes to the License")

@@ -24,8 +24,9 @@ const (
 	RandomLength = 30
 	// ChecksumLength is the number of base62 characters of the CRC-32 checksum.
 	ChecksumLength = 6
-	// MinPrefixLength and MaxPrefixLength bound the prefix.
+	// MinPrefixLength is the shortest allowed prefix.
 	MinPrefixLength = 2
+	// MaxPrefixLength is the longest allowed prefix.
 	MaxPrefixLength = 16
 	// MaxLength is the longest well-formed key.
 	MaxLength = MaxPrefixLength + 1 + RandomLength + 1 + ChecksumLength

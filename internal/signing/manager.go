@@ -151,7 +151,7 @@ func (m *Manager) Ensure(ctx context.Context) error {
 		return fmt.Errorf("reading Secret %s: %w", key, err)
 	} else if data := secret.Data[SecretDataKey]; len(data) > 0 {
 		if current, err = Unmarshal(data); err != nil {
-			return fmt.Errorf("Secret %s: %w", key, err)
+			return fmt.Errorf("decoding Secret %s: %w", key, err)
 		}
 	}
 

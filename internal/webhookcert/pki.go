@@ -108,8 +108,11 @@ func (a *authority) issue(dnsNames []string, ips []net.IP, now time.Time, lifeti
 // parseAuthority reads the CA from its certificate and key PEM.
 func parseAuthority(certPEM, keyPEM []byte) (*authority, error) {
 	certs, err := parseCerts(certPEM)
-	if err != nil || len(certs) != 1 {
-		return nil, fmt.Errorf("CA certificate: want one certificate (%v)", err)
+	if err != nil {
+		return nil, fmt.Errorf("CA certificate: %w", err)
+	}
+	if len(certs) != 1 {
+		return nil, fmt.Errorf("CA certificate: want one certificate, found %d", len(certs))
 	}
 	block, _ := pem.Decode(keyPEM)
 	if block == nil {

@@ -150,7 +150,7 @@ func (m *Manager) Start(ctx context.Context) error {
 	backoff := time.Second
 	for {
 		next, err := m.Sync(ctx)
-		wait := m.opts.Resync
+		var wait time.Duration
 		if err != nil {
 			logger.Error(err, "syncing the webhook certificates; retrying", "in", backoff)
 			wait, backoff = min(backoff, m.opts.Resync), min(2*backoff, m.opts.Resync)
