@@ -8,7 +8,8 @@ LOCALBIN ?= $(CURDIR)/bin
 CONTROLLER_GEN ?= $(LOCALBIN)/controller-gen
 GOLANGCI_LINT ?= $(LOCALBIN)/golangci-lint
 
-# The real kube-apiserver, etcd and kubectl, built from the Go module proxy (hack/build-control-plane.sh).
+# The real kube-apiserver, kube-controller-manager, etcd and kubectl, built from the Go module proxy
+# (hack/build-control-plane.sh) and cached outside the repo.
 CONTROL_PLANE = $(shell hack/build-control-plane.sh)
 
 # Go test flags; CI may add -v.
@@ -47,7 +48,7 @@ vet: ## go vet.
 	go vet ./...
 
 .PHONY: lint
-lint: golangci-lint ## golangci-lint with the linters listed in .golangci.yml.
+lint: golangci-lint ## golangci-lint v2 with the explicit linter list of .golangci.yml.
 	$(GOLANGCI_LINT) run ./...
 
 .PHONY: verify
@@ -59,7 +60,7 @@ verify: manifests generate ## Fail when generated code or manifests are not curr
 	go vet ./...
 
 .PHONY: control-plane
-control-plane: ## Build (once) the kube-apiserver, etcd and kubectl that tests and `make run` use.
+control-plane: ## Build (once) the kube-apiserver, kube-controller-manager, etcd and kubectl that tests and `make run` use.
 	@hack/build-control-plane.sh
 
 .PHONY: test
@@ -67,10 +68,12 @@ test: control-plane ## Unit, envtest and end-to-end tests on a real kube-apiserv
 	hack/install-test-deps.sh
 	KUBEBUILDER_ASSETS="$(CONTROL_PLANE)" go test $(TEST_FLAGS) -count=1 -timeout 30m ./...
 	go test -run '^$$' -fuzz '^FuzzCheck$$' -fuzztime $(FUZZTIME) ./internal/keys
+	go test -run '^$$' -fuzz '^FuzzExtract$$' -fuzztime $(FUZZTIME) ./internal/authz
 
 .PHONY: bench
 bench: control-plane build ## Load benchmarks against no-op baselines in the same run; prints a table.
 	KUBEBUILDER_ASSETS="$(CONTROL_PLANE)" go run ./hack/bench
+	KUBEBUILDER_ASSETS="$(CONTROL_PLANE)" go run ./hack/benchwebhook
 
 ##@ Build
 

@@ -24,9 +24,10 @@ func RepoRoot() string {
 	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
 }
 
-// AssetsDir returns the directory with kube-apiserver, etcd and kubectl: $KUBEBUILDER_ASSETS when
-// set (as `make test` does), otherwise the output of hack/build-control-plane.sh, which builds the
-// binaries once and caches them, so a plain `go test ./...` works too.
+// AssetsDir returns the directory with kube-apiserver, kube-controller-manager, etcd and kubectl:
+// $KUBEBUILDER_ASSETS when set (as `make test` does), otherwise the output of
+// hack/build-control-plane.sh, which builds the binaries once and caches them, so a plain
+// `go test ./...` works too.
 func AssetsDir() (string, error) {
 	if dir := os.Getenv("KUBEBUILDER_ASSETS"); dir != "" {
 		return dir, nil
