@@ -28,6 +28,7 @@ import (
 	"github.com/keycap-dev/keycap/controllers"
 	"github.com/keycap-dev/keycap/internal/authz"
 	"github.com/keycap-dev/keycap/internal/localcluster"
+	"github.com/keycap-dev/keycap/internal/signing"
 	"github.com/keycap-dev/keycap/webhook"
 )
 
@@ -45,6 +46,7 @@ type options struct {
 	localAPIServerPort int
 	localEtcdPort      int
 	operatorNamespace  string
+	issuer             string
 	metricsAddr        string
 	probeAddr          string
 	webhookHost        string
@@ -75,6 +77,8 @@ func main() {
 	flag.IntVar(&o.webhookPort, "webhook-port", 9443, "Port of the admission webhook server.")
 	flag.StringVar(&o.webhookCertDir, "webhook-cert-dir", "", "Directory of the webhook's tls.crt/tls.key when certificates are managed outside keycap (cert-manager).")
 	flag.StringVar(&o.grpcAddr, "grpc-bind-address", ":9001", "Address of the ext_authz gRPC server.")
+	flag.StringVar(&o.issuer, "issuer", signing.DefaultIssuer,
+		"The iss of AppTokens: the controllers sign with it and the data plane requires it.")
 	flag.StringVar(&o.httpAddr, "http-bind-address", ":9002", "Address of the HTTP server: forward-auth /check, licence activation, SSO links, JWKS.")
 	flag.StringVar(&o.extraKeyHeaders, "extra-key-headers", "X-CapData-Token", "Comma-separated extra request headers that may carry an opaque key.")
 	flag.BoolVar(&o.compatBodies, "compat-error-bodies", false, `Deny with the seeds' bodies ({"error":"Unauthorized"}, {"message":"Insufficient permissions"}) instead of keycap's.`)
@@ -182,6 +186,7 @@ func run(o options) error {
 		if err := controllers.SetupWithManager(mgr, controllers.Options{
 			Clock:             clock.RealClock{},
 			OperatorNamespace: o.operatorNamespace,
+			Issuer:            o.issuer,
 		}); err != nil {
 			return fmt.Errorf("setting up the controllers: %w", err)
 		}
@@ -204,6 +209,7 @@ func run(o options) error {
 			LastUsedWritesPerSecond: o.lastUsedWrites,
 			DisableLastUsed:         o.lastUsedWrites <= 0,
 			OperatorNamespace:       o.operatorNamespace,
+			Issuer:                  o.issuer,
 		}); err != nil {
 			return fmt.Errorf("setting up the data plane: %w", err)
 		}

@@ -8,16 +8,17 @@ import (
 )
 
 // StandaloneCacheOptions are the manager's cache options for a process that runs only the data
-// plane (--components=authz): its informer cache keeps each ApiKey and AgentKey as the index's
-// compact index.Record instead of the decoded object, which is most of the data plane's memory per
-// credential. A process that also runs the controllers or the webhook must not use them, and
-// nothing in such a process may read ApiKeys or AgentKeys through the cached client (the cache
-// holds Records, not those types).
+// plane (--components=authz): its informer cache keeps each credential (ApiKey, AgentKey,
+// AppToken, License) as the index's compact index.Record instead of the decoded object, which is
+// most of the data plane's memory per credential. A process that also runs the controllers or the
+// webhook must not use them, and nothing in such a process may read credentials through the
+// cached client (the cache holds Records, not those types); licence activation reads Licenses
+// through the uncached APIReader.
 func StandaloneCacheOptions() cache.Options {
 	return cache.Options{DefaultTransform: TrimForDataPlane}
 }
 
-// TrimForDataPlane is a cache transform turning ApiKeys and AgentKeys into index.Records and
+// TrimForDataPlane is a cache transform turning the credential kinds into index.Records and
 // dropping managedFields from everything else.
 func TrimForDataPlane(obj any) (any, error) {
 	if r := index.RecordOf(obj); r != nil {

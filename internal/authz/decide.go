@@ -9,6 +9,8 @@ import (
 
 	"k8s.io/utils/clock"
 
+	keycapv1alpha1 "github.com/keycap-dev/keycap/api/v1alpha1"
+	"github.com/keycap-dev/keycap/internal/apptoken"
 	"github.com/keycap-dev/keycap/internal/index"
 	"github.com/keycap-dev/keycap/internal/keys"
 )
@@ -21,6 +23,12 @@ type Requirements struct {
 	Scopes []string
 	// Namespaces, when they name any, are the namespaces (tenants) the credential must belong to.
 	Namespaces []string
+	// Audience, when set, must be in an AppToken's aud. It constrains AppTokens only: opaque keys
+	// and licences have no audience.
+	Audience string
+	// Entitlements must all be held by the credential; only licences hold entitlements, so a
+	// route requiring any refuses every other kind (MISSING_ENTITLEMENT).
+	Entitlements []string
 }
 
 // nextPart returns the next non-blank part of a comma-separated list and the rest of the list.
@@ -70,6 +78,8 @@ type Decision struct {
 	// Scopes is the credential's effective scopes header value: an agent key's scopes intersected
 	// with its parent's.
 	Scopes string
+	// Subject is an AppToken's sub.
+	Subject string
 	// slot is where the lastUsedAt throttle lives.
 	slot *index.Slot
 }
@@ -79,9 +89,10 @@ func (d *Decision) Allowed() bool { return d.Reason == ReasonOK }
 
 // authorizer makes request-time decisions from the index.
 type authorizer struct {
-	index *index.Index
-	clock clock.PassiveClock
-	ready func() bool
+	index    *index.Index
+	clock    clock.PassiveClock
+	ready    func() bool
+	verifier *apptoken.Verifier
 }
 
 // decide judges a presented credential against a route's requirements. Expiry is judged against
@@ -92,6 +103,12 @@ func (a *authorizer) decide(key string, req Requirements) Decision {
 	}
 	// A key in keycap's format whose checksum is wrong is refused before any lookup. Anything
 	// else (a bring-your-own key in another format) is looked up by digest.
+	if apptoken.LooksLikeJWT(key) {
+		return a.decideToken(key, req)
+	}
+	if len(key) > MaxCredentialLength {
+		return Decision{Reason: ReasonMalformed}
+	}
 	if errors.Is(keys.Check(key), keys.ErrChecksum) {
 		return Decision{Reason: ReasonMalformed}
 	}
@@ -104,7 +121,8 @@ func (a *authorizer) decide(key string, req Requirements) Decision {
 		return Decision{Reason: ReasonNotFound}
 	}
 	cred := entry.Slot.Load()
-	if cred == nil {
+	// A licence key is not an API key: it is presented in the licensekey header with an instance.
+	if cred == nil || cred.Kind == index.KindLicense {
 		return Decision{Reason: ReasonNotFound}
 	}
 	now := a.clock.Now()
@@ -137,6 +155,148 @@ func (a *authorizer) decide(key string, req Requirements) Decision {
 	}
 	if !scopesHeld(req.Scopes, scopes) {
 		out.Reason = ReasonInsufficientScope
+		return out
+	}
+	if requiresAny(req.Entitlements) {
+		out.Reason = ReasonMissingEntitlement
+		return out
+	}
+	out.Reason = ReasonOK
+	return out
+}
+
+// requiresAny reports whether the comma-separated lists name anything.
+func requiresAny(lists []string) bool {
+	for _, l := range lists {
+		if _, _, ok := nextPart(l); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// tokenReasons maps the verifier's reasons to the data plane's.
+var tokenReasons = map[apptoken.Reason]Reason{
+	apptoken.ReasonMalformed:           ReasonMalformed,
+	apptoken.ReasonAlgorithmNotAllowed: ReasonAlgorithmNotAllowed,
+	apptoken.ReasonInvalidSignature:    ReasonInvalidSignature,
+	apptoken.ReasonUnknownKey:          ReasonUnknownKey,
+	apptoken.ReasonExpired:             ReasonExpired,
+	apptoken.ReasonNotYetValid:         ReasonNotYetValid,
+	apptoken.ReasonWrongIssuer:         ReasonWrongIssuer,
+	apptoken.ReasonWrongAudience:       ReasonWrongAudience,
+}
+
+// decideToken judges a bearer JWT: the verifier checks its signature (pinned EdDSA, a published
+// kid), issuer, exp/nbf/iat with leeway and the route's audience; then the AppToken it names by
+// its key ID must exist now, be neither disabled nor expired, and be in the namespace the token's
+// org claims. So a token of a disabled or deleted AppToken is refused at once although its
+// signature still verifies. Its scopes are the token's intersected with the AppToken's current
+// spec.scopes.
+func (a *authorizer) decideToken(token string, req Requirements) Decision {
+	if a.verifier == nil {
+		return Decision{Reason: ReasonNotFound}
+	}
+	v, err := a.verifier.Verify(token, req.Audience)
+	if err != nil {
+		r, ok := tokenReasons[apptoken.ReasonOf(err)]
+		if !ok {
+			r = ReasonMalformed
+		}
+		return Decision{Reason: r}
+	}
+	slot := a.index.LookupKeyID(v.KeyID)
+	cred := slot.Load()
+	if cred == nil || cred.Kind != index.KindAppToken || cred.Namespace != v.Org {
+		return Decision{Reason: ReasonNotFound}
+	}
+	if cred.Disabled {
+		return Decision{Reason: ReasonDisabled}
+	}
+	now := a.clock.Now()
+	if !cred.ExpiresAt.IsZero() && !now.Before(cred.ExpiresAt) {
+		return Decision{Reason: ReasonExpired}
+	}
+	out := Decision{Credential: cred, Subject: v.Subject, slot: slot}
+	scopes := tokenScopes(cred, v)
+	out.Scopes = index.JoinScopes(scopes)
+	if !namespaceAllowed(req.Namespaces, cred.Namespace) {
+		out.Reason = ReasonWrongNamespace
+		return out
+	}
+	if !scopesHeld(req.Scopes, scopes) {
+		out.Reason = ReasonInsufficientScope
+		return out
+	}
+	if requiresAny(req.Entitlements) {
+		out.Reason = ReasonMissingEntitlement
+		return out
+	}
+	out.Reason = ReasonOK
+	return out
+}
+
+// tokenScopes returns the token's scopes that its AppToken still grants.
+func tokenScopes(cred *index.Credential, v *apptoken.Verified) []string {
+	held := make([]string, 0, len(v.Scopes))
+	for _, s := range v.Scopes {
+		if _, ok := slices.BinarySearch(cred.Scopes, s); ok && !slices.Contains(held, s) {
+			held = append(held, s)
+		}
+	}
+	slices.Sort(held)
+	return held
+}
+
+// decideLicense judges a licence key presented with an instance ID (the licensekey and
+// instanceid headers): the licence must exist, be neither disabled nor expired, and the instance
+// must hold a live activation (activated and seen within the heartbeat timeout) within the seat
+// cap. The route's namespaces, scopes and entitlements apply.
+func (a *authorizer) decideLicense(key, instanceID string, req Requirements) Decision {
+	if !a.ready() {
+		return Decision{Reason: ReasonNotReady}
+	}
+	if !validCredential(key) || len(key) > MaxCredentialLength || keys.Check(key) != nil ||
+		keys.Prefix(key) != keycapv1alpha1.LicenseKeyPrefix {
+		return Decision{Reason: ReasonMalformed}
+	}
+	d := index.Digest(sha256.Sum256([]byte(key)))
+	entry, ok := a.index.Lookup(&d)
+	if !ok || entry.Conflict {
+		return Decision{Reason: ReasonNotFound}
+	}
+	cred := entry.Slot.Load()
+	if cred == nil || cred.Kind != index.KindLicense || cred.License == nil {
+		return Decision{Reason: ReasonNotFound}
+	}
+	if cred.Disabled {
+		return Decision{Reason: ReasonDisabled}
+	}
+	now := a.clock.Now()
+	if !cred.ExpiresAt.IsZero() && !now.Before(cred.ExpiresAt) {
+		return Decision{Reason: ReasonExpired}
+	}
+	if instanceID == "" || !validCredential(instanceID) {
+		return Decision{Reason: ReasonNotActivated}
+	}
+	active, seated := cred.License.InstanceSeat(instanceID, now)
+	switch {
+	case !active:
+		return Decision{Reason: ReasonNotActivated}
+	case !seated:
+		return Decision{Reason: ReasonTooManyInstances}
+	}
+	out := Decision{Credential: cred, Scopes: cred.ScopesHeader, slot: entry.Slot}
+	if !namespaceAllowed(req.Namespaces, cred.Namespace) {
+		out.Reason = ReasonWrongNamespace
+		return out
+	}
+	if !scopesHeld(req.Scopes, cred.Scopes) {
+		out.Reason = ReasonInsufficientScope
+		return out
+	}
+	if !scopesHeld(req.Entitlements, cred.License.Entitlements) {
+		out.Reason = ReasonMissingEntitlement
 		return out
 	}
 	out.Reason = ReasonOK

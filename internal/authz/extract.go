@@ -5,6 +5,9 @@ import (
 	"strings"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+
+	"github.com/keycap-dev/keycap/internal/apptoken"
+	"github.com/keycap-dev/keycap/internal/index"
 )
 
 // MaxCredentialLength bounds a presented credential. keycap's own keys are at most 54 characters;
@@ -30,6 +33,13 @@ const (
 	HeaderScopes        = "x-keycap-scopes"
 	HeaderAgent         = "x-keycap-agent"
 	HeaderParent        = "x-keycap-parent"
+	// HeaderSubject is an AppToken's sub.
+	HeaderSubject = "x-keycap-subject"
+	// HeaderEntitlements is a licence's entitlements, comma-separated.
+	HeaderEntitlements = "x-keycap-entitlements"
+	// HeaderLicenseKey and HeaderInstanceID carry a licence on a request (as on activation).
+	HeaderLicenseKey = "licensekey"
+	HeaderInstanceID = "instanceid"
 	// HeaderReason carries the reason code on every answer (allowed: OK).
 	HeaderReason = "x-keycap-reason"
 	// HeaderErrorBody carries the JSON denial body as a header too, because nginx's auth_request
@@ -38,7 +48,29 @@ const (
 )
 
 // identityHeaders are every identity header, for removal of forged ones.
-var identityHeaders = []string{HeaderKind, HeaderNamespace, HeaderName, HeaderKeyID, HeaderScopes, HeaderAgent, HeaderParent}
+var identityHeaders = []string{HeaderKind, HeaderNamespace, HeaderName, HeaderKeyID, HeaderScopes, HeaderAgent, HeaderParent, HeaderSubject, HeaderEntitlements}
+
+// Answer variants: which identity headers an allowed answer sets beyond the common five.
+const (
+	variantApiKey = iota
+	variantAgent
+	variantToken
+	variantLicense
+	variantCount
+)
+
+// variantOf returns the answer variant of a credential kind.
+func variantOf(kind string) int {
+	switch kind {
+	case index.KindAgentKey:
+		return variantAgent
+	case index.KindAppToken:
+		return variantToken
+	case index.KindLicense:
+		return variantLicense
+	}
+	return variantApiKey
+}
 
 // DefaultExtraKeyHeaders are the extra headers read when Options.ExtraKeyHeaders is nil.
 var DefaultExtraKeyHeaders = []string{"X-CapData-Token"}
@@ -59,9 +91,9 @@ type extractor struct {
 	names []string
 	// canonical are the same names in http.Header's canonical form.
 	canonical []string
-	// remove[agent][from] are the precomputed results of toRemove for the first credential
+	// remove[variant][from] are the precomputed results of toRemove for the first credential
 	// headers.
-	remove [2][256][]string
+	remove [variantCount][256][]string
 }
 
 func newExtractor(extra []string) *extractor {
@@ -85,8 +117,9 @@ func newExtractor(extra []string) *extractor {
 		add(n)
 	}
 	for from := range uint64(1) << min(len(e.names), 8) {
-		e.remove[0][from] = e.computeRemove(from, false)
-		e.remove[1][from] = e.computeRemove(from, true)
+		for v := range variantCount {
+			e.remove[v][from] = e.computeRemove(from, v)
+		}
 	}
 	return e
 }
@@ -187,24 +220,29 @@ func (e *extractor) headersOf(p presented) []string {
 }
 
 // toRemove returns the headers an allowed request must lose upstream: those that carried the
-// credential and, unless the credential is an agent key, the agent identity headers (a client
-// may have forged them; the other identity headers are overwritten). The common sets are
-// computed once; callers must not modify the result.
-func (e *extractor) toRemove(from uint64, agent bool) []string {
-	a := 0
-	if agent {
-		a = 1
+// credential (the licensekey header for a licence) and the identity headers the answer does not
+// set for this kind of credential (a client may have forged them; the others are overwritten).
+// The common sets are computed once; callers must not modify the result.
+func (e *extractor) toRemove(from uint64, variant int) []string {
+	if from < uint64(len(e.remove[variant])) {
+		return e.remove[variant][from]
 	}
-	if from < uint64(len(e.remove[a])) {
-		return e.remove[a][from]
-	}
-	return e.computeRemove(from, agent)
+	return e.computeRemove(from, variant)
 }
 
-func (e *extractor) computeRemove(from uint64, agent bool) []string {
+func (e *extractor) computeRemove(from uint64, variant int) []string {
 	out := e.headersOf(presented{from: from})
-	if !agent {
+	if variant == variantLicense {
+		out = append(out, HeaderLicenseKey)
+	}
+	if variant != variantAgent {
 		out = append(out, HeaderAgent, HeaderParent)
+	}
+	if variant != variantToken {
+		out = append(out, HeaderSubject)
+	}
+	if variant != variantLicense {
+		out = append(out, HeaderEntitlements)
 	}
 	return out
 }
@@ -227,10 +265,11 @@ func bearer(v string) (string, bool) {
 	return trimSpace(rest), true
 }
 
-// validCredential reports whether s may be a credential: non-empty, bounded, visible ASCII only
-// (which also refuses invalid UTF-8 and control characters).
+// validCredential reports whether s may be a credential: non-empty, bounded (MaxCredentialLength,
+// or apptoken.MaxTokenLength for what looks like a JWT), visible ASCII only (which also refuses
+// invalid UTF-8 and control characters).
 func validCredential(s string) bool {
-	if s == "" || len(s) > MaxCredentialLength {
+	if s == "" || len(s) > MaxCredentialLength && (len(s) > apptoken.MaxTokenLength || !apptoken.LooksLikeJWT(s)) {
 		return false
 	}
 	for i := 0; i < len(s); i++ {

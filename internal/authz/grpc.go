@@ -2,6 +2,7 @@ package authz
 
 import (
 	"context"
+	"strings"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -16,6 +17,10 @@ import (
 const (
 	ContextExtensionScopes     = "keycap.dev/scopes"
 	ContextExtensionNamespaces = "keycap.dev/namespaces"
+	// ContextExtensionAudience is the audience an AppToken must be for.
+	ContextExtensionAudience = "keycap.dev/audience"
+	// ContextExtensionEntitlements are the entitlements a licence must hold.
+	ContextExtensionEntitlements = "keycap.dev/entitlements"
 )
 
 // grpcServer answers envoy.service.auth.v3.Authorization/Check.
@@ -42,6 +47,13 @@ func (s *grpcServer) Check(_ context.Context, req *authv3.CheckRequest) (resp *a
 	var hv headerValues
 	s.dp.extractor.fromGRPC(httpReq.GetHeaders(), httpReq.GetHeaderMap(), &hv)
 	p, reason := s.dp.extractor.extract(&hv)
+	licenseKey, instanceID, hasLicense := grpcLicense(httpReq.GetHeaders(), httpReq.GetHeaderMap())
+	switch {
+	case hasLicense && reason == ReasonMissing:
+		reason = ReasonOK
+	case hasLicense && reason == ReasonOK:
+		reason = ReasonAmbiguous
+	}
 	if reason != ReasonOK {
 		if reason == ReasonMissing && !s.dp.ready() {
 			reason = ReasonNotReady
@@ -51,12 +63,48 @@ func (s *grpcServer) Check(_ context.Context, req *authv3.CheckRequest) (resp *a
 	ext := attrs.GetContextExtensions()
 	scopes := [1]string{ext[ContextExtensionScopes]}
 	namespaces := [1]string{ext[ContextExtensionNamespaces]}
-	d := s.dp.decide(p.key, Requirements{Scopes: scopes[:], Namespaces: namespaces[:]})
+	entitlements := [1]string{ext[ContextExtensionEntitlements]}
+	route := Requirements{Scopes: scopes[:], Namespaces: namespaces[:], Audience: ext[ContextExtensionAudience], Entitlements: entitlements[:]}
+	var d Decision
+	if hasLicense {
+		d = s.dp.decideLicense(licenseKey, instanceID, route)
+	} else {
+		d = s.dp.decide(p.key, route)
+	}
 	reason = d.Reason
 	if !d.Allowed() {
 		return s.dp.grpcDenied(reason), nil
 	}
 	return s.dp.grpcAllowed(&d, p), nil
+}
+
+// grpcLicense returns the licensekey and instanceid headers of a CheckRequest. A repeated header
+// (joined with a comma by Envoy, or listed twice in header_map) makes the value invalid.
+func grpcLicense(m map[string]string, hm *corev3.HeaderMap) (key, instance string, ok bool) {
+	key, ok = m[HeaderLicenseKey]
+	instance = m[HeaderInstanceID]
+	for _, h := range hm.GetHeaders() {
+		v := h.GetValue()
+		if v == "" && len(h.GetRawValue()) > 0 {
+			v = string(h.GetRawValue())
+		}
+		switch {
+		case strings.EqualFold(h.GetKey(), HeaderLicenseKey):
+			if ok && key != v {
+				key = "\x00repeated"
+			} else {
+				key = v
+			}
+			ok = true
+		case strings.EqualFold(h.GetKey(), HeaderInstanceID):
+			if instance != "" && instance != v {
+				instance = "\x00repeated"
+			} else {
+				instance = v
+			}
+		}
+	}
+	return trimSpace(key), trimSpace(instance), ok
 }
 
 func headerOption(k, v string) *corev3.HeaderValueOption {
@@ -70,17 +118,27 @@ func headerOption(k, v string) *corev3.HeaderValueOption {
 // the credential headers and, for an ApiKey, the agent headers a client may have forged.
 func (dp *DataPlane) grpcAllowed(d *Decision, p presented) *authv3.CheckResponse {
 	c := d.Credential
-	values := [...]string{c.Kind, c.Namespace, c.Name, c.KeyID, d.Scopes, c.Agent, c.ParentName}
-	n := len(values)
-	if c.Agent == "" {
-		n -= 2
+	variant := variantOf(c.Kind)
+	names := [7]string{HeaderKind, HeaderNamespace, HeaderName, HeaderKeyID, HeaderScopes}
+	values := [7]string{c.Kind, c.Namespace, c.Name, c.KeyID, d.Scopes}
+	n := 5
+	switch variant {
+	case variantAgent:
+		names[5], values[5], names[6], values[6] = HeaderAgent, c.Agent, HeaderParent, c.ParentName
+		n = 7
+	case variantToken:
+		names[5], values[5] = HeaderSubject, d.Subject
+		n = 6
+	case variantLicense:
+		names[5], values[5] = HeaderEntitlements, c.License.EntitlementsHeader
+		n = 6
 	}
 	// One allocation for every option and one for every header, instead of two per header.
 	opts := make([]corev3.HeaderValueOption, n)
 	hvs := make([]corev3.HeaderValue, n)
 	ptrs := make([]*corev3.HeaderValueOption, n)
 	for i := range n {
-		hvs[i].Key, hvs[i].Value = identityHeaders[i], values[i]
+		hvs[i].Key, hvs[i].Value = names[i], values[i]
 		opts[i].Header = &hvs[i]
 		opts[i].AppendAction = corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD
 		ptrs[i] = &opts[i]
@@ -92,7 +150,7 @@ func (dp *DataPlane) grpcAllowed(d *Decision, p presented) *authv3.CheckResponse
 		s  rpcstatus.Status
 	}{}
 	resp.o.Headers = ptrs
-	resp.o.HeadersToRemove = dp.extractor.toRemove(p.from, c.Agent != "")
+	resp.o.HeadersToRemove = dp.extractor.toRemove(p.from, variant)
 	resp.ok.OkResponse = &resp.o
 	resp.r.HttpResponse = &resp.ok
 	resp.r.Status = &resp.s

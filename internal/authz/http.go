@@ -5,6 +5,9 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/keycap-dev/keycap/internal/activation"
+	"github.com/keycap-dev/keycap/internal/signing"
 )
 
 // CheckPath is the forward-auth endpoint on the HTTP port.
@@ -17,6 +20,10 @@ const CheckPath = "/check"
 const (
 	QueryScopes    = "scopes"
 	QueryNamespace = "namespace"
+	// QueryAudience is the audience an AppToken must be for.
+	QueryAudience = "audience"
+	// QueryEntitlements are the entitlements a licence must hold.
+	QueryEntitlements = "entitlements"
 )
 
 // serveCheck answers forward-auth: 200 with identity headers, or 401/403 with a JSON body, the
@@ -40,6 +47,13 @@ func (dp *DataPlane) serveCheck(w http.ResponseWriter, r *http.Request) {
 	var hv headerValues
 	dp.extractor.fromHTTP(r.Header, &hv)
 	p, reason := dp.extractor.extract(&hv)
+	licenseKeys, hasLicense := r.Header[canonicalLicenseKey]
+	switch {
+	case hasLicense && reason == ReasonMissing:
+		reason = ReasonOK
+	case hasLicense && reason == ReasonOK:
+		reason = ReasonAmbiguous
+	}
 	if reason != ReasonOK {
 		if reason == ReasonMissing && !dp.ready() {
 			reason = ReasonNotReady
@@ -48,19 +62,28 @@ func (dp *DataPlane) serveCheck(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var req Requirements
-	var scopes, namespaces [4]string
+	var scopes, namespaces, entitlements [4]string
 	if r.URL.Path == CheckPath {
-		req = parseRequirements(r.URL.RawQuery, scopes[:0], namespaces[:0])
+		req = parseRequirements(r.URL.RawQuery, scopes[:0], namespaces[:0], entitlements[:0])
 	}
-	d := dp.decide(p.key, req)
+	var d Decision
+	if hasLicense {
+		d = dp.decideLicense(single(licenseKeys), single(r.Header[canonicalInstanceID]), req)
+	} else {
+		d = dp.decide(p.key, req)
+	}
 	reason = d.Reason
 	if !d.Allowed() {
 		dp.httpDenied(w, reason)
 		return
 	}
 	c := d.Credential
+	var ents string
+	if c.License != nil {
+		ents = c.License.EntitlementsHeader
+	}
 	// One backing array for every header value.
-	v := [...]string{c.Kind, c.Namespace, c.Name, c.KeyID, d.Scopes, ReasonOK.String(), c.Agent, c.ParentName}
+	v := [...]string{c.Kind, c.Namespace, c.Name, c.KeyID, d.Scopes, ReasonOK.String(), c.Agent, c.ParentName, d.Subject, ents}
 	// The agent headers are sent empty for an ApiKey, so that proxies copying the answer's
 	// headers upstream (Traefik's authResponseHeaders) replace any the client forged.
 	vals := append([]string(nil), v[:]...)
@@ -73,18 +96,39 @@ func (dp *DataPlane) serveCheck(w http.ResponseWriter, r *http.Request) {
 	h[canonicalReason] = vals[5:6:6]
 	h[canonicalAgent] = vals[6:7:7]
 	h[canonicalParent] = vals[7:8:8]
+	h[canonicalSubject] = vals[8:9:9]
+	h[canonicalEntitlements] = vals[9:10:10]
 	w.WriteHeader(http.StatusOK)
 }
 
-// parseRequirements reads the scopes and namespace parameters of a forward-auth query into the
-// given slices (the caller's stack arrays, so the common case allocates nothing). A parameter that
-// cannot be unescaped counts as a requirement no credential meets.
-func parseRequirements(rawQuery string, scopes, namespaces []string) Requirements {
+// single returns the one value of a header, or an invalid value when it is repeated with
+// different values (a licence or instance must be unambiguous).
+func single(values []string) string {
+	switch len(values) {
+	case 0:
+		return ""
+	case 1:
+		return trimSpace(values[0])
+	}
+	for _, v := range values[1:] {
+		if v != values[0] {
+			return "\x00repeated"
+		}
+	}
+	return trimSpace(values[0])
+}
+
+// parseRequirements reads the scopes, namespace, audience and entitlements parameters of a
+// forward-auth query into the given slices (the caller's stack arrays, so the common case
+// allocates nothing). A parameter that cannot be unescaped counts as a requirement no credential
+// meets; so does a repeated audience with different values.
+func parseRequirements(rawQuery string, scopes, namespaces, entitlements []string) Requirements {
+	var audience string
 	for rawQuery != "" {
 		var pair string
 		pair, rawQuery, _ = strings.Cut(rawQuery, "&")
 		k, v, _ := strings.Cut(pair, "=")
-		if k != QueryScopes && k != QueryNamespace {
+		if k != QueryScopes && k != QueryNamespace && k != QueryAudience && k != QueryEntitlements {
 			continue
 		}
 		if u, err := url.QueryUnescape(v); err == nil {
@@ -92,25 +136,37 @@ func parseRequirements(rawQuery string, scopes, namespaces []string) Requirement
 		} else {
 			v = "\x00invalid"
 		}
-		if k == QueryScopes {
+		switch k {
+		case QueryScopes:
 			scopes = append(scopes, v)
-		} else {
+		case QueryNamespace:
 			namespaces = append(namespaces, v)
+		case QueryEntitlements:
+			entitlements = append(entitlements, v)
+		default:
+			if audience != "" && audience != v {
+				v = "\x00ambiguous"
+			}
+			audience = v
 		}
 	}
-	return Requirements{Scopes: scopes, Namespaces: namespaces}
+	return Requirements{Scopes: scopes, Namespaces: namespaces, Audience: audience, Entitlements: entitlements}
 }
 
 var (
-	canonicalKind      = http.CanonicalHeaderKey(HeaderKind)
-	canonicalNamespace = http.CanonicalHeaderKey(HeaderNamespace)
-	canonicalName      = http.CanonicalHeaderKey(HeaderName)
-	canonicalKeyID     = http.CanonicalHeaderKey(HeaderKeyID)
-	canonicalScopes    = http.CanonicalHeaderKey(HeaderScopes)
-	canonicalAgent     = http.CanonicalHeaderKey(HeaderAgent)
-	canonicalParent    = http.CanonicalHeaderKey(HeaderParent)
-	canonicalReason    = http.CanonicalHeaderKey(HeaderReason)
-	canonicalErrorBody = http.CanonicalHeaderKey(HeaderErrorBody)
+	canonicalKind         = http.CanonicalHeaderKey(HeaderKind)
+	canonicalNamespace    = http.CanonicalHeaderKey(HeaderNamespace)
+	canonicalName         = http.CanonicalHeaderKey(HeaderName)
+	canonicalKeyID        = http.CanonicalHeaderKey(HeaderKeyID)
+	canonicalScopes       = http.CanonicalHeaderKey(HeaderScopes)
+	canonicalAgent        = http.CanonicalHeaderKey(HeaderAgent)
+	canonicalParent       = http.CanonicalHeaderKey(HeaderParent)
+	canonicalReason       = http.CanonicalHeaderKey(HeaderReason)
+	canonicalSubject      = http.CanonicalHeaderKey(HeaderSubject)
+	canonicalEntitlements = http.CanonicalHeaderKey(HeaderEntitlements)
+	canonicalLicenseKey   = http.CanonicalHeaderKey(HeaderLicenseKey)
+	canonicalInstanceID   = http.CanonicalHeaderKey(HeaderInstanceID)
+	canonicalErrorBody    = http.CanonicalHeaderKey(HeaderErrorBody)
 )
 
 func (dp *DataPlane) httpDenied(w http.ResponseWriter, r Reason) {
@@ -130,11 +186,13 @@ func (dp *DataPlane) httpDenied(w http.ResponseWriter, r Reason) {
 	_, _ = w.Write([]byte(body))
 }
 
-// newHTTPMux returns the HTTP port's routes. Other endpoints of the data plane (activation, SSO,
-// JWKS) are added to the same mux.
+// newHTTPMux returns the HTTP port's routes: forward-auth, licence activation and the
+// /.well-known/ documents (JWKS, OpenID configuration, licence public key).
 func (dp *DataPlane) newHTTPMux() *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc(CheckPath, dp.serveCheck)
 	mux.HandleFunc(CheckPath+"/", dp.serveCheck)
+	mux.Handle(activation.Path, dp.activator)
+	mux.Handle("/.well-known/", signing.Handler(dp.publicKeys))
 	return mux
 }

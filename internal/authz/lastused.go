@@ -151,6 +151,10 @@ func (u *usageRecorder) write(ctx context.Context, use usage) error {
 		obj = &keycapv1alpha1.ApiKey{}
 	case index.KindAgentKey:
 		obj = &keycapv1alpha1.AgentKey{}
+	case index.KindAppToken:
+		obj = &keycapv1alpha1.AppToken{}
+	case index.KindLicense:
+		obj = &keycapv1alpha1.License{}
 	default:
 		return nil
 	}

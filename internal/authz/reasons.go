@@ -24,6 +24,17 @@ const (
 	ReasonAmbiguous
 	ReasonNotReady
 	ReasonInternal
+	// AppToken JWTs (the verifier's reasons, see apptoken.Reason).
+	ReasonAlgorithmNotAllowed
+	ReasonInvalidSignature
+	ReasonUnknownKey
+	ReasonNotYetValid
+	ReasonWrongIssuer
+	ReasonWrongAudience
+	// Licences.
+	ReasonNotActivated
+	ReasonTooManyInstances
+	ReasonMissingEntitlement
 	reasonCount
 )
 
@@ -40,6 +51,16 @@ var reasonCodes = [reasonCount]string{
 	ReasonAmbiguous:         "AMBIGUOUS",
 	ReasonNotReady:          "NOT_READY",
 	ReasonInternal:          "INTERNAL",
+
+	ReasonAlgorithmNotAllowed: "ALGORITHM_NOT_ALLOWED",
+	ReasonInvalidSignature:    "INVALID_SIGNATURE",
+	ReasonUnknownKey:          "UNKNOWN_KEY",
+	ReasonNotYetValid:         "NOT_YET_VALID",
+	ReasonWrongIssuer:         "WRONG_ISSUER",
+	ReasonWrongAudience:       "WRONG_AUDIENCE",
+	ReasonNotActivated:        "NOT_ACTIVATED",
+	ReasonTooManyInstances:    "TOO_MANY_INSTANCES",
+	ReasonMissingEntitlement:  "MISSING_ENTITLEMENT",
 }
 
 // String returns the reason's code, e.g. "NOT_FOUND".
@@ -58,7 +79,8 @@ func (r Reason) HTTPStatus() int {
 	switch r {
 	case ReasonOK:
 		return http.StatusOK
-	case ReasonInsufficientScope, ReasonWrongNamespace:
+	case ReasonInsufficientScope, ReasonWrongNamespace, ReasonNotActivated, ReasonTooManyInstances,
+		ReasonMissingEntitlement:
 		return http.StatusForbidden
 	case ReasonNotReady:
 		return http.StatusServiceUnavailable
@@ -82,6 +104,16 @@ var reasonMessages = [reasonCount]string{
 	ReasonAmbiguous:         "More than one credential in the request",
 	ReasonNotReady:          "Authorization service not ready",
 	ReasonInternal:          "Authorization service error",
+
+	ReasonAlgorithmNotAllowed: "Invalid or expired token",
+	ReasonInvalidSignature:    "Invalid or expired token",
+	ReasonUnknownKey:          "Invalid or expired token",
+	ReasonNotYetValid:         "Invalid or expired token",
+	ReasonWrongIssuer:         "Invalid or expired token",
+	ReasonWrongAudience:       "Invalid or expired token",
+	ReasonNotActivated:        "Instance not activated for this license",
+	ReasonTooManyInstances:    "Too many active instances for this license",
+	ReasonMissingEntitlement:  "License lacks a required entitlement",
 }
 
 type errorBody struct {

@@ -28,13 +28,20 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 
+	"github.com/keycap-dev/keycap/internal/activation"
+	"github.com/keycap-dev/keycap/internal/apptoken"
 	"github.com/keycap-dev/keycap/internal/index"
+	"github.com/keycap-dev/keycap/internal/signing"
 )
 
 // The data plane reads the credential kinds and writes only their status (lastUsedAt). It has no
 // verbs on Secrets. `make manifests` writes these into config/rbac/authz.
 // +kubebuilder:rbac:groups=keycap.dev,resources=apikeys;agentkeys;apptokens;licenses,verbs=get;list;watch
 // +kubebuilder:rbac:groups=keycap.dev,resources=apikeys/status;agentkeys/status;apptokens/status;licenses/status,verbs=patch
+// It reads the public signing keys (the ConfigMap keycap-public-keys in the operator namespace;
+// never the Secret) with uncached gets, and licence activations patch License status (above) after
+// an uncached get of the License.
+// +kubebuilder:rbac:groups="",resources=configmaps,verbs=get
 
 // Options configure the data plane.
 type Options struct {
@@ -49,6 +56,18 @@ type Options struct {
 	CompatBodies bool
 	// OperatorNamespace holds the AppToken signing keys whose public half the JWKS publishes.
 	OperatorNamespace string
+	// Issuer is the iss AppTokens must carry (default signing.DefaultIssuer); the controllers
+	// must sign with the same.
+	Issuer string
+	// JWKSURI is the jwks_uri of the OpenID configuration (default: the issuer's
+	// /.well-known/jwks.json).
+	JWKSURI string
+	// PublicKeysRefreshInterval is how often the public keys are re-read (default
+	// signing.DefaultRefreshInterval). The refresh runs on the real clock.
+	PublicKeysRefreshInterval time.Duration
+	// TokenLeeway is the clock skew allowed on AppTokens' exp, nbf and iat (default
+	// apptoken.DefaultLeeway).
+	TokenLeeway time.Duration
 
 	// Clock judges expiry and throttles lastUsedAt writes. Defaults to the real clock.
 	Clock clock.WithTicker
@@ -70,6 +89,10 @@ type DataPlane struct {
 	extractor *extractor
 	usage     *usageRecorder
 	synced    func() bool
+
+	publicKeys *signing.PublicKeys
+	verifier   *apptoken.Verifier
+	activator  *activation.Activator
 
 	// listening is set once both listeners are open; serving is closed once the data plane is
 	// listening and synced.
@@ -106,14 +129,36 @@ func SetupWithManager(mgr ctrl.Manager, opts Options) (*DataPlane, error) {
 	if err != nil {
 		return nil, err
 	}
-	dp.synced = synced
-	dp.authz = authorizer{index: dp.index, clock: opts.Clock, ready: dp.ready}
+	dp.publicKeys = signing.NewPublicKeys(mgr.GetAPIReader(), signing.PublicKeysOptions{
+		Namespace:       opts.OperatorNamespace,
+		Issuer:          opts.Issuer,
+		JWKSURI:         opts.JWKSURI,
+		RefreshInterval: opts.PublicKeysRefreshInterval,
+	})
+	if err := mgr.Add(dp.publicKeys); err != nil {
+		return nil, err
+	}
+	// The informers and the public keys: tokens cannot be verified before the keys are read.
+	dp.synced = func() bool { return synced() && dp.publicKeys.HasSynced() }
+	issuer := opts.Issuer
+	if issuer == "" {
+		issuer = signing.DefaultIssuer
+	}
+	dp.verifier = apptoken.NewVerifier(dp.publicKeys, apptoken.VerifierOptions{
+		Issuer: issuer,
+		Leeway: opts.TokenLeeway,
+		Clock:  opts.Clock,
+	})
+	// Activations read the License fresh from the apiserver and write its status with
+	// optimistic concurrency; the index only finds which License a key belongs to.
+	dp.activator = activation.NewActivator(dp.index, mgr.GetAPIReader(), mgr.GetClient(), opts.Clock)
+	dp.authz = authorizer{index: dp.index, clock: opts.Clock, ready: dp.ready, verifier: dp.verifier}
 	if !opts.DisableLastUsed {
 		dp.usage = newUsageRecorder(mgr.GetClient(), opts.Clock, opts.LastUsedFlushInterval, opts.LastUsedWritesPerSecond)
 	}
 	if err := mgr.AddReadyzCheck("authz", func(*http.Request) error {
 		if !dp.ready() {
-			return errors.New("the data plane's informers have not synced or its listeners are not open")
+			return errors.New("the data plane's informers have not synced, its public keys are not read or its listeners are not open")
 		}
 		return nil
 	}); err != nil {
@@ -140,6 +185,15 @@ func (dp *DataPlane) ready() bool {
 // decide runs the authorizer and records use of an allowed credential.
 func (dp *DataPlane) decide(key string, req Requirements) Decision {
 	d := dp.authz.decide(key, req)
+	if d.Allowed() && dp.usage != nil {
+		dp.usage.record(d.slot, d.Credential, dp.authz.now())
+	}
+	return d
+}
+
+// decideLicense runs the licence decision and records use of an allowed licence.
+func (dp *DataPlane) decideLicense(key, instanceID string, req Requirements) Decision {
+	d := dp.authz.decideLicense(key, instanceID, req)
 	if d.Allowed() && dp.usage != nil {
 		dp.usage.record(d.slot, d.Credential, dp.authz.now())
 	}
@@ -234,16 +288,18 @@ func (dp *DataPlane) waitSynced(ctx context.Context, healthServer *health.Server
 	healthServer.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	healthServer.SetServingStatus(authv3.Authorization_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 	dp.servingOnce.Do(func() { close(dp.serving) })
-	logf.FromContext(ctx).WithName("authz").Info("data plane serving: informers synced",
-		"apikeys", dp.index.Len(index.KindApiKey), "agentkeys", dp.index.Len(index.KindAgentKey))
+	logf.FromContext(ctx).WithName("authz").Info("data plane serving: informers synced, public keys read",
+		"apikeys", dp.index.Len(index.KindApiKey), "agentkeys", dp.index.Len(index.KindAgentKey),
+		"apptokens", dp.index.Len(index.KindAppToken), "licenses", dp.index.Len(index.KindLicense))
 }
 
 func (dp *DataPlane) reportIndexSize(ctx context.Context) {
 	ticker := time.NewTicker(5 * time.Second)
 	defer ticker.Stop()
 	for {
-		indexedCredentials.WithLabelValues(index.KindApiKey).Set(float64(dp.index.Len(index.KindApiKey)))
-		indexedCredentials.WithLabelValues(index.KindAgentKey).Set(float64(dp.index.Len(index.KindAgentKey)))
+		for _, kind := range []string{index.KindApiKey, index.KindAgentKey, index.KindAppToken, index.KindLicense} {
+			indexedCredentials.WithLabelValues(kind).Set(float64(dp.index.Len(kind)))
+		}
 		select {
 		case <-ctx.Done():
 			return
@@ -276,6 +332,9 @@ func (dp *DataPlane) HTTPAddr() net.Addr {
 	defer dp.addrMu.Unlock()
 	return dp.httpAddr
 }
+
+// PublicKeys returns the data plane's view of the published signing keys.
+func (dp *DataPlane) PublicKeys() *signing.PublicKeys { return dp.publicKeys }
 
 // Index returns the credential index (read-only use: tests and diagnostics).
 func (dp *DataPlane) Index() *index.Index { return dp.index }

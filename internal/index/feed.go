@@ -12,14 +12,17 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	keycapv1alpha1 "github.com/keycap-dev/keycap/api/v1alpha1"
+	"github.com/keycap-dev/keycap/internal/activation"
 )
 
-// Feed registers the index's event handlers on the informers of the opaque-key kinds (ApiKey,
-// AgentKey) and returns a function reporting whether every handler has received the informers'
+// Feed registers the index's event handlers on the informers of the credential kinds (ApiKey,
+// AgentKey, AppToken, License) and returns a function reporting whether every handler has received the informers'
 // initial list. Informers come from the manager's cache; nothing here reads Secrets.
 func (ix *Index) Feed(ctx context.Context, informers cache.Informers) (synced func() bool, err error) {
 	var regs []toolscache.ResourceEventHandlerRegistration
-	for _, obj := range []client.Object{&keycapv1alpha1.ApiKey{}, &keycapv1alpha1.AgentKey{}} {
+	for _, obj := range []client.Object{
+		&keycapv1alpha1.ApiKey{}, &keycapv1alpha1.AgentKey{}, &keycapv1alpha1.AppToken{}, &keycapv1alpha1.License{},
+	} {
 		inf, err := informers.GetInformer(ctx, obj, cache.BlockUntilSynced(false))
 		if err != nil {
 			return nil, fmt.Errorf("getting the %T informer: %w", obj, err)
@@ -52,6 +55,10 @@ func (ix *Index) apply(o any) {
 		ix.Upsert(FromApiKey(obj))
 	case *keycapv1alpha1.AgentKey:
 		ix.Upsert(FromAgentKey(obj))
+	case *keycapv1alpha1.AppToken:
+		ix.Upsert(FromAppToken(obj))
+	case *keycapv1alpha1.License:
+		ix.Upsert(FromLicense(obj))
 	}
 }
 
@@ -66,6 +73,10 @@ func (ix *Index) remove(o any) {
 		ix.Delete(ObjectKey{Kind: KindApiKey, Namespace: obj.Namespace, Name: obj.Name})
 	case *keycapv1alpha1.AgentKey:
 		ix.Delete(ObjectKey{Kind: KindAgentKey, Namespace: obj.Namespace, Name: obj.Name})
+	case *keycapv1alpha1.AppToken:
+		ix.Delete(ObjectKey{Kind: KindAppToken, Namespace: obj.Namespace, Name: obj.Name})
+	case *keycapv1alpha1.License:
+		ix.Delete(ObjectKey{Kind: KindLicense, Namespace: obj.Namespace, Name: obj.Name})
 	}
 }
 
@@ -105,6 +116,57 @@ func FromAgentKey(k *keycapv1alpha1.AgentKey) (*Credential, []KeyDigest) {
 		c.LastUsedAt = k.Status.LastUsedAt.Time
 	}
 	return c, keyDigests(k.Status.OpaqueKeyStatus)
+}
+
+// FromAppToken returns the index's view of an AppToken: it is found by status.keyID (every token
+// it issued carries it in its jti) and lists no digests. Its expiry is the object's own
+// (status.expiresAt or spec.expiresAt); each token's exp is judged by the verifier.
+func FromAppToken(t *keycapv1alpha1.AppToken) (*Credential, []KeyDigest) {
+	c := &Credential{
+		Kind:      KindAppToken,
+		Namespace: t.Namespace,
+		Name:      t.Name,
+		UID:       string(t.UID),
+		KeyID:     t.Status.KeyID,
+		Disabled:  t.Spec.Disabled,
+		ExpiresAt: expiry(t.CreationTimestamp, keycapv1alpha1.Lifetime{ExpiresAt: t.Spec.ExpiresAt}, t.Status.ExpiresAt),
+	}
+	setScopes(c, t.Spec.Scopes)
+	if t.Status.LastUsedAt != nil {
+		c.LastUsedAt = t.Status.LastUsedAt.Time
+	}
+	return c, nil
+}
+
+// FromLicense returns the index's view of a License, found by its licence key's digest.
+func FromLicense(l *keycapv1alpha1.License) (*Credential, []KeyDigest) {
+	c := &Credential{
+		Kind:      KindLicense,
+		Namespace: l.Namespace,
+		Name:      l.Name,
+		UID:       string(l.UID),
+		KeyID:     l.Status.KeyID,
+		Disabled:  l.Spec.Disabled,
+		ExpiresAt: expiry(l.CreationTimestamp, l.Spec.Lifetime, l.Status.ExpiresAt),
+	}
+	setScopes(c, l.Spec.Scopes)
+	if l.Status.LastUsedAt != nil {
+		c.LastUsedAt = l.Status.LastUsedAt.Time
+	}
+	ld := &LicenseData{
+		Entitlements:     NormalizeScopes(l.Spec.Entitlements),
+		HeartbeatTimeout: activation.HeartbeatTimeout(&l.Spec),
+		MaxInstances:     activation.MaxInstances(&l.Spec),
+	}
+	ld.EntitlementsHeader = joinScopes(ld.Entitlements)
+	if n := len(l.Status.Activations); n > 0 {
+		ld.Activations = make([]Activation, n)
+		for i, a := range l.Status.Activations {
+			ld.Activations[i] = Activation{InstanceID: a.InstanceID, ActivatedAt: a.ActivatedAt.Time, LastSeenAt: a.LastSeenAt.Time}
+		}
+	}
+	c.License = ld
+	return c, keyDigests(keycapv1alpha1.OpaqueKeyStatus{Digests: l.Status.Digests})
 }
 
 func setScopes(c *Credential, scopes []string) {

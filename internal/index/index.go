@@ -23,13 +23,33 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"k8s.io/apimachinery/pkg/types"
 )
 
 // Kinds of credentials the index holds.
 const (
 	KindApiKey   = "ApiKey"
 	KindAgentKey = "AgentKey"
+	// KindAppToken credentials are found by their status.keyID (LookupKeyID), which every token's
+	// jti starts with; they list no digests.
+	KindAppToken = "AppToken"
+	// KindLicense credentials are found by the digest of their licence key, like opaque keys.
+	KindLicense = "License"
 )
+
+// kindIndex numbers the kinds for the per-kind counters.
+func kindIndex(kind string) int {
+	switch kind {
+	case KindAgentKey:
+		return 1
+	case KindAppToken:
+		return 2
+	case KindLicense:
+		return 3
+	}
+	return 0
+}
 
 // Digest is a raw SHA-256 digest. The index is keyed by it, so a lookup hashes the presented key
 // once and never hex-encodes it.
@@ -77,6 +97,9 @@ type Credential struct {
 	// UID identifies the object.
 	UID string
 
+	// License holds what a request-time licence decision needs; nil for the other kinds.
+	License *LicenseData
+
 	// answer is whatever the data plane precomputed for this credential (its allowed answers):
 	// it lives and dies with this immutable version of the credential.
 	answer atomic.Pointer[any]
@@ -108,6 +131,57 @@ func (c *Credential) HasScopes(required []string) bool {
 		}
 	}
 	return true
+}
+
+// LicenseData is a License's request-time state.
+type LicenseData struct {
+	// Entitlements are sorted and without duplicates; EntitlementsHeader joins them with ",".
+	Entitlements       []string
+	EntitlementsHeader string
+	// HeartbeatTimeout is how long an activation holds its seat without checking in.
+	HeartbeatTimeout time.Duration
+	// MaxInstances is the seat cap (at least 1).
+	MaxInstances int
+	// Activations are status.activations.
+	Activations []Activation
+}
+
+// Activation is one activated instance of a licence.
+type Activation struct {
+	InstanceID              string
+	ActivatedAt, LastSeenAt time.Time
+}
+
+// HasEntitlement reports whether l holds entitlement e.
+func (l *LicenseData) HasEntitlement(e string) bool {
+	_, ok := slices.BinarySearch(l.Entitlements, e)
+	return ok
+}
+
+// InstanceSeat reports whether instanceID holds a live activation at now (the rule of
+// activation.InstanceActive: seen within the heartbeat timeout) and, if so, whether it is within
+// the seat cap: an instance whose live activation is younger than MaxInstances others (the cap
+// was lowered after it activated) has no seat.
+func (l *LicenseData) InstanceSeat(instanceID string, now time.Time) (active, seated bool) {
+	var mine *Activation
+	for i := range l.Activations {
+		if l.Activations[i].InstanceID == instanceID {
+			mine = &l.Activations[i]
+			break
+		}
+	}
+	if mine == nil || !now.Before(mine.LastSeenAt.Add(l.HeartbeatTimeout)) {
+		return false, false
+	}
+	older := 0
+	for i := range l.Activations {
+		a := &l.Activations[i]
+		if a != mine && now.Before(a.LastSeenAt.Add(l.HeartbeatTimeout)) &&
+			(a.ActivatedAt.Before(mine.ActivatedAt) || a.ActivatedAt.Equal(mine.ActivatedAt) && a.InstanceID < mine.InstanceID) {
+			older++
+		}
+	}
+	return true, older < l.MaxInstances
 }
 
 // ObjectKey names a credential object.
@@ -168,7 +242,10 @@ type Index struct {
 	// webhook forbids); such digests are refused. Empty in a healthy cluster.
 	conflicts map[Digest][]*Slot
 
-	count [2]atomic.Int64 // credentials by kind: ApiKey, AgentKey
+	count [4]atomic.Int64 // credentials by kind: ApiKey, AgentKey, AppToken, License
+
+	// byKeyID maps an AppToken's status.keyID to its *Slot. Loads are lock-free.
+	byKeyID sync.Map
 }
 
 type ownedDigest struct {
@@ -199,10 +276,16 @@ func (ix *Index) Lookup(d *Digest) (*Entry, bool) {
 
 // Len returns how many credentials of a kind the index holds.
 func (ix *Index) Len(kind string) int {
-	if kind == KindAgentKey {
-		return int(ix.count[1].Load())
+	return int(ix.count[kindIndex(kind)].Load())
+}
+
+// LookupKeyID returns the slot of the AppToken whose status.keyID is keyID, or nil. It takes no
+// lock.
+func (ix *Index) LookupKeyID(keyID string) *Slot {
+	if v, ok := ix.byKeyID.Load(keyID); ok {
+		return v.(*Slot)
 	}
-	return int(ix.count[0].Load())
+	return nil
 }
 
 // KeyDigest is one digest an object lists, with the instant it stops being valid (zero: while the
@@ -223,8 +306,17 @@ func (ix *Index) Upsert(cred *Credential, digests []KeyDigest) {
 	if cred.Kind == KindAgentKey && cred.ParentName != "" && cred.Parent == nil {
 		cred.Parent = ix.slotLocked(ObjectKey{Kind: KindApiKey, Namespace: cred.Namespace, Name: cred.ParentName})
 	}
-	if slot.cred.Swap(cred) == nil {
+	prev := slot.cred.Swap(cred)
+	if prev == nil {
 		ix.counter(key.Kind).Add(1)
+	}
+	if key.Kind == KindAppToken {
+		if prev != nil && prev.KeyID != "" && prev.KeyID != cred.KeyID {
+			ix.byKeyID.CompareAndDelete(prev.KeyID, slot)
+		}
+		if cred.KeyID != "" {
+			ix.byKeyID.Store(cred.KeyID, slot)
+		}
 	}
 
 	old := slot.owned
@@ -269,8 +361,11 @@ func (ix *Index) Delete(key ObjectKey) {
 		ix.unclaimLocked(o.d, slot)
 	}
 	slot.owned = nil
-	if slot.cred.Swap(nil) != nil {
+	if prev := slot.cred.Swap(nil); prev != nil {
 		ix.counter(key.Kind).Add(-1)
+		if key.Kind == KindAppToken && prev.KeyID != "" {
+			ix.byKeyID.CompareAndDelete(prev.KeyID, slot)
+		}
 	}
 	// A slot nobody points to can go; an ApiKey's slot may be pointed to by agent keys, which
 	// keep their pointer, so it stays. (An empty slot costs a few dozen bytes.)
@@ -287,10 +382,21 @@ func (ix *Index) Slot(key ObjectKey) *Slot {
 }
 
 func (ix *Index) counter(kind string) *atomic.Int64 {
-	if kind == KindAgentKey {
-		return &ix.count[1]
+	return &ix.count[kindIndex(kind)]
+}
+
+// FindLicense returns the License listing the licence key digest (lowercase hex) in
+// status.digests; it implements activation.LicenseFinder.
+func (ix *Index) FindLicense(hexDigest string) (types.NamespacedName, bool) {
+	d, ok := ParseDigest(hexDigest)
+	if !ok {
+		return types.NamespacedName{}, false
 	}
-	return &ix.count[0]
+	e, ok := ix.Lookup(&d)
+	if !ok || e.Conflict || e.Slot == nil || e.Slot.Key.Kind != KindLicense || e.Slot.Load() == nil {
+		return types.NamespacedName{}, false
+	}
+	return types.NamespacedName{Namespace: e.Slot.Key.Namespace, Name: e.Slot.Key.Name}, true
 }
 
 func (ix *Index) slotLocked(key ObjectKey) *Slot {

@@ -22,7 +22,8 @@ type Record struct {
 	Digests    []KeyDigest
 }
 
-// RecordOf returns the compact record of an ApiKey or AgentKey, or nil for any other object.
+// RecordOf returns the compact record of a credential (ApiKey, AgentKey, AppToken, License), or
+// nil for any other object.
 func RecordOf(obj any) *Record {
 	var (
 		cred    *Credential
@@ -35,6 +36,12 @@ func RecordOf(obj any) *Record {
 		meta = &o.ObjectMeta
 	case *keycapv1alpha1.AgentKey:
 		cred, digests = FromAgentKey(o)
+		meta = &o.ObjectMeta
+	case *keycapv1alpha1.AppToken:
+		cred, digests = FromAppToken(o)
+		meta = &o.ObjectMeta
+	case *keycapv1alpha1.License:
+		cred, digests = FromLicense(o)
 		meta = &o.ObjectMeta
 	default:
 		return nil
