@@ -125,7 +125,7 @@ func TestGRPCCheck(t *testing.T) {
 		"a repeated header with two keys is ambiguous": {headers: map[string]string{"x-api-key": key + "," + other}, code: codes.Unauthenticated, http: 401, reason: "AMBIGUOUS"},
 		"an empty bearer is malformed":                 {headers: map[string]string{"authorization": "Bearer "}, code: codes.Unauthenticated, http: 401, reason: "MALFORMED"},
 		"an oversized key is malformed":                {headers: map[string]string{"x-api-key": strings.Repeat("a", 10000)}, code: codes.Unauthenticated, http: 401, reason: "MALFORMED"},
-		"JWT-like junk is not found":                   {headers: map[string]string{"authorization": "Bearer eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0."}, code: codes.Unauthenticated, http: 401, reason: "NOT_FOUND"},
+		"an unsigned JWT (alg none) is refused":        {headers: map[string]string{"authorization": "Bearer eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0."}, code: codes.Unauthenticated, http: 401, reason: "ALGORITHM_NOT_ALLOWED"},
 		"a key with a space inside is malformed":       {headers: map[string]string{"x-api-key": "kc_ab cd"}, code: codes.Unauthenticated, http: 401, reason: "MALFORMED"},
 		"basic auth is not a keycap credential":        {headers: map[string]string{"authorization": "Basic dXNlcjpwYXNz"}, code: codes.Unauthenticated, http: 401, reason: "MISSING"},
 	}
@@ -149,7 +149,7 @@ func TestGRPCCheck(t *testing.T) {
 			"x-keycap-key-id":    keys.KeyID(keys.Digest(key)),
 			"x-keycap-scopes":    "videos:read,videos:write",
 		}))
-		g.Expect(r.removed).To(gomega.ConsistOf("authorization", "x-keycap-agent", "x-keycap-parent"))
+		g.Expect(r.removed).To(gomega.ConsistOf("authorization", "x-keycap-agent", "x-keycap-parent", "x-keycap-subject", "x-keycap-entitlements"))
 	})
 
 	t.Run("a non-UTF-8 raw header value is malformed", func(t *testing.T) {

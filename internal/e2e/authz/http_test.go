@@ -34,7 +34,7 @@ func TestHTTPCheckBadInput(t *testing.T) {
 		"one header repeated 100 times":     {http.Header{"X-Api-Key": slicesRepeat(key, 100)}, http.StatusUnauthorized, "MALFORMED"},
 		"a bearer and x-api-key differing":  {hdr("X-Api-Key", key, "Authorization", "Bearer kc_x"), http.StatusUnauthorized, "AMBIGUOUS"},
 		"non-UTF-8":                         {hdr("Authorization", "Bearer \xff\xfe"), http.StatusUnauthorized, "MALFORMED"},
-		"a JWT-looking bearer":              {hdr("Authorization", "Bearer eyJ0eXAiOiJKV1QifQ.eyJleHAiOjF9.AAAA"), http.StatusUnauthorized, "NOT_FOUND"},
+		"a JWT-looking bearer":              {hdr("Authorization", "Bearer eyJ0eXAiOiJKV1QifQ.eyJleHAiOjF9.AAAA"), http.StatusUnauthorized, "MALFORMED"},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {

@@ -235,7 +235,7 @@ func TestNginxAuthRequest(t *testing.T) {
 			"x-api-key and a different bearer": {hdr("X-Api-Key", key, "Authorization", "Bearer "+other), "AMBIGUOUS"},
 			"x-api-key repeated with two keys": {hdr("X-Api-Key", key, "X-Api-Key", other), "AMBIGUOUS"},
 			"an empty bearer":                  {hdr("Authorization", "Bearer "), "MALFORMED"},
-			"JWT-like junk":                    {hdr("Authorization", "Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2ln"), "NOT_FOUND"},
+			"JWT-like junk":                    {hdr("Authorization", "Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2ln"), "ALGORITHM_NOT_ALLOWED"},
 			"non-UTF-8 bytes":                  {hdr("X-Api-Key", "kc_\xff\xfe\xfd"), "MALFORMED"},
 			"a 4 KiB key":                      {hdr("X-Api-Key", strings.Repeat("k", 4096)), "MALFORMED"},
 			"a key with a bad checksum":        {hdr("X-Api-Key", key[:len(key)-6]+"000000"), "MALFORMED"},
@@ -254,7 +254,7 @@ func TestNginxAuthRequest(t *testing.T) {
 		})
 	})
 
-	t.Run("a disabled key is refused within a second", func(t *testing.T) {
+	t.Run("a disabled key is refused", func(t *testing.T) {
 		g := gomega.NewWithT(t)
 		setDisabled(t, k, true)
 		g.Eventually(func() string {
