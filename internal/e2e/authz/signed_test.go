@@ -118,7 +118,9 @@ func operatorSigner(t *testing.T) apptoken.Signer {
 	return signerFunc(func() (string, ed25519.PrivateKey) { return k.ID, k.Private })
 }
 
-func bearerOf(token string) map[string]string { return map[string]string{"authorization": "Bearer " + token} }
+func bearerOf(token string) map[string]string {
+	return map[string]string{"authorization": "Bearer " + token}
+}
 
 func TestAppTokenOnGRPCCheck(t *testing.T) {
 	g := gomega.NewWithT(t)
@@ -279,14 +281,14 @@ func TestLicenseOnGRPCCheck(t *testing.T) {
 			http         int
 			reason       string
 		}{
-			"an instance never activated":         {licensed(key, "i-9"), nil, http.StatusForbidden, "NOT_ACTIVATED"},
-			"no instance":                         {map[string]string{"licensekey": key}, nil, http.StatusForbidden, "NOT_ACTIVATED"},
-			"a missing entitlement":               {licensed(key, "i-1"), map[string]string{"keycap.dev/entitlements": "sso,pro"}, http.StatusForbidden, "MISSING_ENTITLEMENT"},
-			"an unknown licence":                  {licensed(other, "i-1"), nil, http.StatusUnauthorized, "NOT_FOUND"},
-			"a licence with a bad checksum":       {licensed(key[:len(key)-4]+"0000", "i-1"), nil, http.StatusUnauthorized, "MALFORMED"},
-			"a licence and an API key at once":    {map[string]string{"licensekey": key, "instanceid": "i-1", "x-api-key": apiKey}, nil, http.StatusUnauthorized, "AMBIGUOUS"},
-			"a licence key presented as API key":  {map[string]string{"x-api-key": key}, nil, http.StatusUnauthorized, "NOT_FOUND"},
-			"another tenant's route":              {licensed(key, "i-1"), map[string]string{"keycap.dev/namespaces": "elsewhere"}, http.StatusForbidden, "WRONG_NAMESPACE"},
+			"an instance never activated":        {licensed(key, "i-9"), nil, http.StatusForbidden, "NOT_ACTIVATED"},
+			"no instance":                        {map[string]string{"licensekey": key}, nil, http.StatusForbidden, "NOT_ACTIVATED"},
+			"a missing entitlement":              {licensed(key, "i-1"), map[string]string{"keycap.dev/entitlements": "sso,pro"}, http.StatusForbidden, "MISSING_ENTITLEMENT"},
+			"an unknown licence":                 {licensed(other, "i-1"), nil, http.StatusUnauthorized, "NOT_FOUND"},
+			"a licence with a bad checksum":      {licensed(key[:len(key)-4]+"0000", "i-1"), nil, http.StatusUnauthorized, "MALFORMED"},
+			"a licence and an API key at once":   {map[string]string{"licensekey": key, "instanceid": "i-1", "x-api-key": apiKey}, nil, http.StatusUnauthorized, "AMBIGUOUS"},
+			"a licence key presented as API key": {map[string]string{"x-api-key": key}, nil, http.StatusUnauthorized, "NOT_FOUND"},
+			"another tenant's route":             {licensed(key, "i-1"), map[string]string{"keycap.dev/namespaces": "elsewhere"}, http.StatusForbidden, "WRONG_NAMESPACE"},
 		}
 		for name, tc := range cases {
 			t.Run(name, func(t *testing.T) {
