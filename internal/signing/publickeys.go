@@ -9,6 +9,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -75,19 +76,32 @@ func NewPublicKeys(reader client.Reader, opts PublicKeysOptions) *PublicKeys {
 // the keys already known.
 func (p *PublicKeys) Start(ctx context.Context) error {
 	logger := log.FromContext(ctx).WithName("public-keys")
-	ticker := p.opts.Clock.NewTicker(p.opts.RefreshInterval)
-	defer ticker.Stop()
 	for {
-		if err := p.Refresh(ctx); err != nil && ctx.Err() == nil {
+		err := p.Refresh(ctx)
+		switch {
+		case err == nil || ctx.Err() != nil:
+		case apierrors.IsNotFound(err) && !p.HasSynced():
+			// On a fresh cluster the operator publishes the keys moments after both start.
+			logger.Info("waiting for the operator to publish the public signing keys", "configMap", PublicConfigMapName)
+		default:
 			logger.Error(err, "refreshing the public signing keys")
+		}
+		// Until the first read succeeds the data plane is not ready, so retry soon rather than
+		// after a full RefreshInterval.
+		wait := p.opts.RefreshInterval
+		if !p.HasSynced() {
+			wait = min(wait, firstReadRetry)
 		}
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-ticker.C():
+		case <-p.opts.Clock.After(wait):
 		}
 	}
 }
+
+// firstReadRetry is how soon a data plane without keys reads the ConfigMap again.
+const firstReadRetry = time.Second
 
 // NeedLeaderElection reports false: every data plane replica reads the keys.
 func (p *PublicKeys) NeedLeaderElection() bool { return false }
