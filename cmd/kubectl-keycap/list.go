@@ -44,19 +44,9 @@ func runList(e *env, args []string) error {
 	if !e.allNamespaces {
 		opts = append(opts, client.InNamespace(namespace))
 	}
-	var creds []credential
-	for _, k := range selected {
-		list := k.newList()
-		if err := c.List(ctx, list, opts...); err != nil {
-			return fmt.Errorf("listing %ss: %w", k.name, explain(err))
-		}
-		items, err := listItems(list)
-		if err != nil {
-			return err
-		}
-		for _, o := range items {
-			creds = append(creds, view(o))
-		}
+	creds, err := listCredentials(ctx, c, selected, opts...)
+	if err != nil {
+		return err
 	}
 	if e.output == "json" {
 		out := make([]credentialJSON, 0, len(creds))
@@ -113,9 +103,9 @@ func runGet(e *env, args []string) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), e.timeout)
 	defer cancel()
-	obj := k.newObject()
-	if err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: pos[1]}, obj); err != nil {
-		return notFound(err, k, namespace, pos[1])
+	obj, err := getCredential(ctx, c, k, namespace, pos[1])
+	if err != nil {
+		return err
 	}
 	cr := view(obj)
 	if e.output == "json" {
@@ -159,6 +149,35 @@ func runGet(e *env, args []string) error {
 		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", cond.Type, cond.Status, cond.Reason, ago(now, &cond.LastTransitionTime), cond.Message)
 	}
 	return tw.Flush()
+}
+
+// listCredentials lists the objects of the kinds ks, in their order.
+func listCredentials(ctx context.Context, c client.Client, ks []*kind, opts ...client.ListOption) ([]credential, error) {
+	var creds []credential
+	for _, k := range ks {
+		list := k.newList()
+		if err := c.List(ctx, list, opts...); err != nil {
+			return nil, fmt.Errorf("listing %ss: %w", k.name, explain(err))
+		}
+		items, err := listItems(list)
+		if err != nil {
+			return nil, err
+		}
+		for _, o := range items {
+			creds = append(creds, view(o))
+		}
+	}
+	return creds, nil
+}
+
+// getCredential reads the object of kind k named name in namespace; a NotFound error becomes a
+// plain sentence.
+func getCredential(ctx context.Context, c client.Client, k *kind, namespace, name string) (client.Object, error) {
+	obj := k.newObject()
+	if err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, obj); err != nil {
+		return nil, notFound(err, k, namespace, name)
+	}
+	return obj, nil
 }
 
 // credentialJSON is the JSON form of a credential in list and get: the object without anything

@@ -80,9 +80,9 @@ func runRotate(e *env, args []string) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), e.timeout)
 	defer cancel()
-	obj := k.newObject()
-	if err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: pos[1]}, obj); err != nil {
-		return notFound(err, k, namespace, pos[1])
+	obj, err := getCredential(ctx, c, k, namespace, pos[1])
+	if err != nil {
+		return err
 	}
 	before := view(obj)
 	if keyHash(obj) != "" {

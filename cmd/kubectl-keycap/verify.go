@@ -62,25 +62,12 @@ func runVerify(e *env, args []string) error {
 		opts = append(opts, client.InNamespace(namespace))
 	}
 	digest := keys.Digest(key)
-	var matches []credential
-	for _, k := range kinds {
-		if !k.opaque {
-			continue
-		}
-		list := k.newList()
-		if err := c.List(ctx, list, opts...); err != nil {
-			return fmt.Errorf("listing %ss: %w", k.name, explain(err))
-		}
-		items, err := listItems(list)
-		if err != nil {
-			return err
-		}
-		for _, o := range items {
-			if cr := view(o); slices.Contains(cr.digests, digest) {
-				matches = append(matches, cr)
-			}
-		}
+	opaque := slices.DeleteFunc(slices.Clone(kinds), func(k *kind) bool { return !k.opaque })
+	creds, err := listCredentials(ctx, c, opaque, opts...)
+	if err != nil {
+		return err
 	}
+	matches := slices.DeleteFunc(creds, func(cr credential) bool { return !slices.Contains(cr.digests, digest) })
 	if len(matches) == 0 {
 		shape := ""
 		if checked != nil {
