@@ -17,13 +17,10 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
 	clocktesting "k8s.io/utils/clock/testing"
-	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	keycapv1alpha1 "github.com/keycap-dev/keycap/api/v1alpha1"
 	"github.com/keycap-dev/keycap/internal/testenv"
@@ -50,24 +47,16 @@ func TestMain(m *testing.M) {
 
 func runSuite(m *testing.M) int {
 	ctrl.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.UseDevMode(true), zap.Level(zapLevel())))
-	var err error
-	if testEnv, err = testenv.New(); err != nil {
+	var (
+		stopEnv func()
+		err     error
+	)
+	if testEnv, k8sClient, stopEnv, err = testenv.Start(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	if cfg, err = testEnv.Start(); err != nil {
-		fmt.Fprintln(os.Stderr, "starting envtest:", err)
-		return 1
-	}
-	defer func() {
-		if err := testEnv.Stop(); err != nil {
-			fmt.Fprintln(os.Stderr, "stopping envtest:", err)
-		}
-	}()
-	if k8sClient, err = client.New(cfg, client.Options{Scheme: testenv.Scheme()}); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
+	defer stopEnv()
+	cfg = testEnv.Config
 	fakeClock = clocktesting.NewFakeClock(time.Now().Truncate(time.Second))
 	if stopManager, err = startManager(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -88,27 +77,9 @@ func zapLevel() zapcore.Level {
 
 // startManager starts the real manager with the controllers and the fake clock.
 func startManager() (stop func(), err error) {
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                 testenv.Scheme(),
-		Metrics:                metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress: "0",
-		Controller:             config.Controller{SkipNameValidation: ptr.To(true)},
+	return testenv.StartManager(cfg, func(mgr ctrl.Manager) error {
+		return SetupWithManager(mgr, Options{Clock: fakeClock, OperatorNamespace: "keycap-system"})
 	})
-	if err != nil {
-		return nil, err
-	}
-	if err := SetupWithManager(mgr, Options{Clock: fakeClock, OperatorNamespace: "keycap-system"}); err != nil {
-		return nil, err
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(ctx) }()
-	return func() {
-		cancel()
-		if err := <-done; err != nil {
-			fmt.Fprintln(os.Stderr, "manager stopped:", err)
-		}
-	}, nil
 }
 
 // newNamespace creates a namespace of its own for a test.

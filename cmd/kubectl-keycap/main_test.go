@@ -21,12 +21,9 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
-	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	keycapv1alpha1 "github.com/keycap-dev/keycap/api/v1alpha1"
 	"github.com/keycap-dev/keycap/controllers"
@@ -54,25 +51,13 @@ func TestMain(m *testing.M) {
 }
 
 func runSuite(m *testing.M) int {
-	env, err := testenv.New()
+	env, c, stopEnv, err := testenv.Start()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	cfg, err := env.Start()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "starting envtest:", err)
-		return 1
-	}
-	defer func() {
-		if err := env.Stop(); err != nil {
-			fmt.Fprintln(os.Stderr, "stopping envtest:", err)
-		}
-	}()
-	if k8sClient, err = client.New(cfg, client.Options{Scheme: testenv.Scheme()}); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
+	defer stopEnv()
+	k8sClient = c
 	// The signing key set of AppTokens and Licenses lives in the operator namespace.
 	if err := k8sClient.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "keycap-system"}}); err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -98,38 +83,16 @@ func runSuite(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	stop, err := startManager(env)
+	// The real manager with keycap's controllers and the real clock.
+	stop, err := testenv.StartManager(env.Config, func(mgr ctrl.Manager) error {
+		return controllers.SetupWithManager(mgr, controllers.Options{OperatorNamespace: "keycap-system"})
+	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	defer stop()
 	return m.Run()
-}
-
-// startManager runs the real manager with keycap's controllers and the real clock.
-func startManager(env *envtest.Environment) (stop func(), err error) {
-	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
-		Scheme:                 testenv.Scheme(),
-		Metrics:                metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress: "0",
-		Controller:             config.Controller{SkipNameValidation: ptr.To(true)},
-	})
-	if err != nil {
-		return nil, err
-	}
-	if err := controllers.SetupWithManager(mgr, controllers.Options{OperatorNamespace: "keycap-system"}); err != nil {
-		return nil, err
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(ctx) }()
-	return func() {
-		cancel()
-		if err := <-done; err != nil {
-			fmt.Fprintln(os.Stderr, "manager stopped:", err)
-		}
-	}, nil
 }
 
 func newNamespace(t *testing.T) string {
