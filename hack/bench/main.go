@@ -7,6 +7,9 @@
 //   - HTTP forward-auth /check against a bare net/http handler answering 200, likewise;
 //   - revocation propagation: from the disable (or delete) request to the apiserver until the
 //     first refused Check, p50/p99 over -trials trials;
+//   - at the largest N: Check with an AppToken (first use: a signature verification each; repeated:
+//     from the verifier's cache), Check with a licence (licensekey + instanceid), and licence
+//     activation throughput (POST /api/commercial/activate), each against the same baselines;
 //   - the data plane's resident memory per loaded key (RSS at the largest N minus RSS at the
 //     smallest, over the difference in keys).
 //
@@ -137,6 +140,12 @@ func run(c config) error {
 		return err
 	}
 
+	// The public signing keys the controllers would publish: the data plane is not ready without.
+	signer, err := publishKeys(ctx, cl)
+	if err != nil {
+		return err
+	}
+
 	// keycap's data plane alone, as its own Deployment would run it, and the no-op baselines.
 	kc, err := startKeycap(ctx, bin, kubeconfig, dir, strings.Fields(c.keycapArgs))
 	if err != nil {
@@ -185,6 +194,13 @@ func run(c config) error {
 			grpcKeycap.rps, grpcNoop.rps, httpKeycap.rps, httpNoop.rps, rss[n]>>20)
 	}
 
+	say("AppTokens, licences and activation at N=%d", len(loaded))
+	signedRows, err := signedKinds(ctx, c, cl, kc, noop, signer, len(loaded))
+	if err != nil {
+		return err
+	}
+	rows = append(rows, signedRows...)
+
 	say("revocation: %d trials at N=%d", c.trials, len(loaded))
 	rev, err := revocation(ctx, cl, kc.grpcAddr, c.trials)
 	if err != nil {
@@ -221,7 +237,9 @@ func printReport(c config, rows []row, rev map[string][]time.Duration, rss map[i
 	fmt.Println("| N keys | protocol | keycap rps | p50 | p99 | server CPU/req | baseline rps | p50 | p99 | server CPU/req | keycap/baseline rps |")
 	fmt.Println("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 	first := map[string]float64{}
+	sizes := map[string]int{}
 	for _, r := range rows {
+		sizes[r.proto]++
 		if _, ok := first[r.proto]; !ok {
 			first[r.proto] = r.keycap.rps
 		}
@@ -235,7 +253,7 @@ func printReport(c config, rows []row, rev map[string][]time.Duration, rss map[i
 	}
 	fmt.Println()
 	for _, r := range rows {
-		if r.n == rows[len(rows)-1].n && first[r.proto] > 0 {
+		if sizes[r.proto] > 1 && r.n == rows[len(rows)-1].n && first[r.proto] > 0 {
 			fmt.Printf("- %s throughput at N=%d is %.0f%% of N=%d.\n", r.proto, r.n, 100*r.keycap.rps/first[r.proto], rows[0].n)
 		}
 	}
@@ -432,7 +450,7 @@ func startKeycap(ctx context.Context, bin, kubeconfig, dir string, extra []strin
 	if err != nil {
 		return nil, err
 	}
-	args := append([]string{"--components=authz",
+	args := append([]string{"--components=authz", "--operator-namespace=" + operatorNamespace,
 		"--grpc-bind-address=" + addrs[0], "--http-bind-address=" + addrs[1],
 		"--health-probe-bind-address=" + addrs[2], "--metrics-bind-address=" + addrs[3]}, extra...)
 	cmd := exec.Command(bin, args...)
