@@ -7,32 +7,12 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
-	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	keycapv1alpha1 "github.com/keycap-dev/keycap/api/v1alpha1"
 )
 
-// AgentKeyValidator validates AgentKeys on create and update, against their parent ApiKey.
-type AgentKeyValidator struct{ *validator }
-
-var _ admission.Validator[*keycapv1alpha1.AgentKey] = &AgentKeyValidator{}
-
-// ValidateCreate implements admission.Validator.
-func (v *AgentKeyValidator) ValidateCreate(ctx context.Context, obj *keycapv1alpha1.AgentKey) (admission.Warnings, error) {
-	return nil, v.validate(ctx, obj, nil)
-}
-
-// ValidateUpdate implements admission.Validator.
-func (v *AgentKeyValidator) ValidateUpdate(ctx context.Context, oldObj, newObj *keycapv1alpha1.AgentKey) (admission.Warnings, error) {
-	return nil, v.validate(ctx, newObj, oldObj)
-}
-
-// ValidateDelete implements admission.Validator; deletes are not validated.
-func (v *AgentKeyValidator) ValidateDelete(context.Context, *keycapv1alpha1.AgentKey) (admission.Warnings, error) {
-	return nil, nil
-}
-
-func (v *AgentKeyValidator) validate(ctx context.Context, obj, old *keycapv1alpha1.AgentKey) error {
+// checkAgentKey validates an AgentKey on create (old nil) and update, against its parent ApiKey.
+func (v *validator) checkAgentKey(ctx context.Context, obj, old *keycapv1alpha1.AgentKey) error {
 	creating := old == nil
 	var parent *keycapv1alpha1.ApiKey
 	// The parent is needed on create, and on an update that changes the scopes; an update of an
@@ -61,7 +41,7 @@ func (v *AgentKeyValidator) validate(ctx context.Context, obj, old *keycapv1alph
 
 // parent returns the AgentKey's parent ApiKey, or nil when it does not exist. It asks the cache
 // first and, when the cache has not seen it (created a moment ago), the apiserver.
-func (v *AgentKeyValidator) parent(ctx context.Context, obj *keycapv1alpha1.AgentKey) (*keycapv1alpha1.ApiKey, error) {
+func (v *validator) parent(ctx context.Context, obj *keycapv1alpha1.AgentKey) (*keycapv1alpha1.ApiKey, error) {
 	key := types.NamespacedName{Namespace: obj.Namespace, Name: obj.Spec.APIKeyRef.Name}
 	if key.Name == "" {
 		return nil, nil

@@ -10,20 +10,24 @@ import (
 	keycapv1alpha1 "github.com/keycap-dev/keycap/api/v1alpha1"
 )
 
-// ApiKeyValidator validates ApiKeys on create and update.
-type ApiKeyValidator struct{ *validator }
+// ApiKeyValidator validates ApiKeys on create and update: creates and deletes as kindValidator
+// does with checkApiKey; its own ValidateUpdate adds warnings.
+type ApiKeyValidator struct {
+	*validator
+	kindValidator[*keycapv1alpha1.ApiKey]
+}
 
 var _ admission.Validator[*keycapv1alpha1.ApiKey] = &ApiKeyValidator{}
 
-// ValidateCreate implements admission.Validator.
-func (v *ApiKeyValidator) ValidateCreate(ctx context.Context, obj *keycapv1alpha1.ApiKey) (admission.Warnings, error) {
-	return nil, v.validate(ctx, obj, nil)
+// newApiKeyValidator returns the ApiKeyValidator of v.
+func newApiKeyValidator(v *validator) *ApiKeyValidator {
+	return &ApiKeyValidator{validator: v, kindValidator: kindValidator[*keycapv1alpha1.ApiKey]{v.checkApiKey}}
 }
 
 // ValidateUpdate implements admission.Validator. An update that disables the key or drops scopes
 // its agent keys hold is allowed, with a warning naming the agent keys it affects.
 func (v *ApiKeyValidator) ValidateUpdate(ctx context.Context, oldObj, newObj *keycapv1alpha1.ApiKey) (admission.Warnings, error) {
-	if err := v.validate(ctx, newObj, oldObj); err != nil {
+	if err := v.checkApiKey(ctx, newObj, oldObj); err != nil {
 		return nil, err
 	}
 	disabling := newObj.Spec.Disabled && !oldObj.Spec.Disabled
@@ -39,12 +43,8 @@ func (v *ApiKeyValidator) ValidateUpdate(ctx context.Context, oldObj, newObj *ke
 	return parentChangeWarnings(&oldObj.Spec, &newObj.Spec, agents.Items), nil
 }
 
-// ValidateDelete implements admission.Validator; deletes are not validated.
-func (v *ApiKeyValidator) ValidateDelete(context.Context, *keycapv1alpha1.ApiKey) (admission.Warnings, error) {
-	return nil, nil
-}
-
-func (v *ApiKeyValidator) validate(ctx context.Context, obj, old *keycapv1alpha1.ApiKey) error {
+// checkApiKey validates an ApiKey on create (old nil) and update.
+func (v *validator) checkApiKey(ctx context.Context, obj, old *keycapv1alpha1.ApiKey) error {
 	creating := old == nil
 	errs := validateApiKey(&obj.Spec, creating, v.clock.Now(), v.policy, specPath)
 	errs = append(errs, validateNoPlaintext(&obj.ObjectMeta, &obj.Spec, specPath)...)

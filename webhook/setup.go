@@ -98,16 +98,16 @@ func Setup(mgr ctrl.Manager, opts Options) (*Webhook, error) {
 	}
 
 	v := &validator{reader: mgr.GetCache(), apiReader: mgr.GetAPIReader(), clock: opts.Clock, policy: opts.Policy}
-	if err := ctrl.NewWebhookManagedBy(mgr, &keycapv1alpha1.ApiKey{}).WithValidator(&ApiKeyValidator{v}).Complete(); err != nil {
+	if err := ctrl.NewWebhookManagedBy(mgr, &keycapv1alpha1.ApiKey{}).WithValidator(newApiKeyValidator(v)).Complete(); err != nil {
 		return nil, err
 	}
-	if err := ctrl.NewWebhookManagedBy(mgr, &keycapv1alpha1.AgentKey{}).WithValidator(&AgentKeyValidator{v}).Complete(); err != nil {
+	if err := ctrl.NewWebhookManagedBy(mgr, &keycapv1alpha1.AgentKey{}).WithValidator(kindValidator[*keycapv1alpha1.AgentKey]{v.checkAgentKey}).Complete(); err != nil {
 		return nil, err
 	}
-	if err := ctrl.NewWebhookManagedBy(mgr, &keycapv1alpha1.AppToken{}).WithValidator(&AppTokenValidator{v}).Complete(); err != nil {
+	if err := ctrl.NewWebhookManagedBy(mgr, &keycapv1alpha1.AppToken{}).WithValidator(kindValidator[*keycapv1alpha1.AppToken]{v.checkAppToken}).Complete(); err != nil {
 		return nil, err
 	}
-	if err := ctrl.NewWebhookManagedBy(mgr, &keycapv1alpha1.License{}).WithValidator(&LicenseValidator{v}).Complete(); err != nil {
+	if err := ctrl.NewWebhookManagedBy(mgr, &keycapv1alpha1.License{}).WithValidator(kindValidator[*keycapv1alpha1.License]{v.checkLicense}).Complete(); err != nil {
 		return nil, err
 	}
 

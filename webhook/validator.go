@@ -7,6 +7,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	keycapv1alpha1 "github.com/keycap-dev/keycap/api/v1alpha1"
 )
@@ -23,6 +24,28 @@ type validator struct {
 	apiReader client.Reader
 	clock     clock.PassiveClock
 	policy    Policy
+}
+
+// kindValidator is the admission.Validator of a kind whose creates and updates need nothing but
+// check (old is nil on create). Deletes are not validated.
+type kindValidator[T client.Object] struct {
+	check func(ctx context.Context, obj, old T) error
+}
+
+// ValidateCreate implements admission.Validator.
+func (k kindValidator[T]) ValidateCreate(ctx context.Context, obj T) (admission.Warnings, error) {
+	var none T
+	return nil, k.check(ctx, obj, none)
+}
+
+// ValidateUpdate implements admission.Validator.
+func (k kindValidator[T]) ValidateUpdate(ctx context.Context, oldObj, newObj T) (admission.Warnings, error) {
+	return nil, k.check(ctx, newObj, oldObj)
+}
+
+// ValidateDelete implements admission.Validator; deletes are not validated.
+func (k kindValidator[T]) ValidateDelete(context.Context, T) (admission.Warnings, error) {
+	return nil, nil
 }
 
 // result turns field errors into the Invalid status kubectl prints with the field and the reason.
