@@ -27,17 +27,14 @@ func newAgentKey(namespace, name, parent, agent string) *keycapv1alpha1.AgentKey
 
 func TestAgentKeyFollowsItsParent(t *testing.T) {
 	g := gomega.NewWithT(t)
-	ctx := context.Background()
 	ns := newNamespace(t)
 	parent := newApiKey(ns, "account")
 	parent.Spec.Scopes = []string{"videos:read", "videos:write"}
-	g.Expect(k8sClient.Create(ctx, parent)).To(gomega.Succeed())
-	getReady(t, g, parent, keycapv1alpha1.ReasonIssued)
+	createReady(t, g, parent, keycapv1alpha1.ReasonIssued)
 
 	agent := newAgentKey(ns, "bot-1", "account", "agent-42")
 	agent.Spec.Scopes = []string{"videos:read"}
-	g.Expect(k8sClient.Create(ctx, agent)).To(gomega.Succeed())
-	getReady(t, g, agent, keycapv1alpha1.ReasonIssued)
+	createReady(t, g, agent, keycapv1alpha1.ReasonIssued)
 
 	// Its own Secret, with agent-key, owned by the AgentKey.
 	secret := getSecret(g, ns, "bot-1")
@@ -62,21 +59,19 @@ func TestAgentKeyFollowsItsParent(t *testing.T) {
 
 	// Disabling the parent makes the agent key inactive; its key and Secret are kept.
 	patch(t, parent, func() { parent.Spec.Disabled = true })
-	g.Eventually(func(g gomega.Gomega) {
-		g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(agent), agent)).To(gomega.Succeed())
+	eventuallyStored(g, agent, func(g gomega.Gomega) {
 		g.Expect(readyReason(&agent.Status.CredentialStatus)).To(gomega.Equal(keycapv1alpha1.ReasonParentInactive))
-	}).WithTimeout(reconcileTimeout).Should(gomega.Succeed())
+	})
 	g.Expect(agent.Status.Digests).To(gomega.Equal([]string{keys.Digest(key)}))
-	g.Expect(string(getSecret(g, ns, "bot-1").Data[keycapv1alpha1.AgentKeySecretKey])).To(gomega.Equal(key))
+	g.Expect(secretKey(g, ns, "bot-1", keycapv1alpha1.AgentKeySecretKey)).To(gomega.Equal(key))
 
 	// Enabling it again restores the same agent key.
 	patch(t, parent, func() { parent.Spec.Disabled = false })
-	g.Eventually(func(g gomega.Gomega) {
-		g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(agent), agent)).To(gomega.Succeed())
+	eventuallyStored(g, agent, func(g gomega.Gomega) {
 		g.Expect(readyReason(&agent.Status.CredentialStatus)).To(gomega.Equal(keycapv1alpha1.ReasonIssued))
-	}).WithTimeout(reconcileTimeout).Should(gomega.Succeed())
+	})
 	g.Expect(agent.Status.Digests).To(gomega.Equal([]string{keys.Digest(key)}))
-	g.Expect(string(getSecret(g, ns, "bot-1").Data[keycapv1alpha1.AgentKeySecretKey])).To(gomega.Equal(key))
+	g.Expect(secretKey(g, ns, "bot-1", keycapv1alpha1.AgentKeySecretKey)).To(gomega.Equal(key))
 }
 
 func TestAgentKeyWaitsForAMissingParent(t *testing.T) {
@@ -84,53 +79,46 @@ func TestAgentKeyWaitsForAMissingParent(t *testing.T) {
 	ctx := context.Background()
 	ns := newNamespace(t)
 	agent := newAgentKey(ns, "early", "later", "agent-1")
-	g.Expect(k8sClient.Create(ctx, agent)).To(gomega.Succeed())
-	getReady(t, g, agent, keycapv1alpha1.ReasonParentInactive)
+	createReady(t, g, agent, keycapv1alpha1.ReasonParentInactive)
 	// The key is issued all the same, so it works as soon as the parent is there.
-	key := string(getSecret(g, ns, "early").Data[keycapv1alpha1.AgentKeySecretKey])
+	key := secretKey(g, ns, "early", keycapv1alpha1.AgentKeySecretKey)
 	g.Expect(agent.Status.Digests).To(gomega.Equal([]string{keys.Digest(key)}))
 	g.Expect(agent.OwnerReferences).To(gomega.BeEmpty())
 
 	parent := newApiKey(ns, "later")
 	g.Expect(k8sClient.Create(ctx, parent)).To(gomega.Succeed())
-	g.Eventually(func(g gomega.Gomega) {
-		g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(agent), agent)).To(gomega.Succeed())
+	eventuallyStored(g, agent, func(g gomega.Gomega) {
 		g.Expect(readyReason(&agent.Status.CredentialStatus)).To(gomega.Equal(keycapv1alpha1.ReasonIssued))
 		g.Expect(agent.OwnerReferences).To(gomega.HaveLen(1))
-	}).WithTimeout(reconcileTimeout).Should(gomega.Succeed())
+	})
 	g.Expect(agent.Status.Digests).To(gomega.Equal([]string{keys.Digest(key)}))
 
 	// Deleting the parent: in a cluster the garbage collector deletes the agent key through its
 	// owner reference; envtest has none, so the agent key stays and reports its parent gone.
 	g.Expect(k8sClient.Delete(ctx, parent)).To(gomega.Succeed())
-	g.Eventually(func(g gomega.Gomega) {
-		g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(agent), agent)).To(gomega.Succeed())
+	eventuallyStored(g, agent, func(g gomega.Gomega) {
 		cond := meta.FindStatusCondition(agent.Status.Conditions, keycapv1alpha1.ConditionReady)
 		g.Expect(cond).NotTo(gomega.BeNil())
 		g.Expect(cond.Reason).To(gomega.Equal(keycapv1alpha1.ReasonParentInactive))
 		g.Expect(cond.Message).To(gomega.ContainSubstring("does not exist"))
-	}).WithTimeout(reconcileTimeout).Should(gomega.Succeed())
+	})
 }
 
 func TestAgentKeyParentExpiresOnTime(t *testing.T) {
 	g := gomega.NewWithT(t)
-	ctx := context.Background()
 	ns := newNamespace(t)
 	parent := newApiKey(ns, "expiring-parent")
 	expiresAt := metav1.NewTime(fakeClock.Now().Add(time.Hour))
 	parent.Spec.ExpiresAt = &expiresAt
-	g.Expect(k8sClient.Create(ctx, parent)).To(gomega.Succeed())
-	getReady(t, g, parent, keycapv1alpha1.ReasonIssued)
+	createReady(t, g, parent, keycapv1alpha1.ReasonIssued)
 	agent := newAgentKey(ns, "agent-of-expiring", "expiring-parent", "agent-2")
-	g.Expect(k8sClient.Create(ctx, agent)).To(gomega.Succeed())
-	getReady(t, g, agent, keycapv1alpha1.ReasonIssued)
+	createReady(t, g, agent, keycapv1alpha1.ReasonIssued)
 
 	fakeClock.Step(time.Hour + time.Second)
 	getReady(t, g, parent, keycapv1alpha1.ReasonExpired)
-	g.Eventually(func(g gomega.Gomega) {
-		g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(agent), agent)).To(gomega.Succeed())
+	eventuallyStored(g, agent, func(g gomega.Gomega) {
 		g.Expect(readyReason(&agent.Status.CredentialStatus)).To(gomega.Equal(keycapv1alpha1.ReasonParentInactive))
-	}).WithTimeout(reconcileTimeout).Should(gomega.Succeed())
+	})
 }
 
 func TestAgentKeySharesTheKeyLifecycle(t *testing.T) {
@@ -142,15 +130,14 @@ func TestAgentKeySharesTheKeyLifecycle(t *testing.T) {
 	agent := newAgentKey(ns, "rotating-agent", "p", "agent-3")
 	agent.Spec.SecretName = "agent-secret"
 	agent.Spec.Rotation = rotationEvery(time.Hour, 10*time.Minute)
-	g.Expect(k8sClient.Create(ctx, agent)).To(gomega.Succeed())
-	getReady(t, g, agent, keycapv1alpha1.ReasonIssued)
-	first := string(getSecret(g, ns, "agent-secret").Data[keycapv1alpha1.AgentKeySecretKey])
+	createReady(t, g, agent, keycapv1alpha1.ReasonIssued)
+	first := secretKey(g, ns, "agent-secret", keycapv1alpha1.AgentKeySecretKey)
 
 	// Scheduled rotation with grace.
 	fakeClock.Step(time.Hour + time.Second)
 	var second string
 	g.Eventually(func(g gomega.Gomega) {
-		second = string(getSecret(g, ns, "agent-secret").Data[keycapv1alpha1.AgentKeySecretKey])
+		second = secretKey(g, ns, "agent-secret", keycapv1alpha1.AgentKeySecretKey)
 		g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(agent), agent)).To(gomega.Succeed())
 		g.Expect(agent.Status.Digests).To(gomega.Equal([]string{keys.Digest(second), keys.Digest(first)}))
 	}).WithTimeout(reconcileTimeout).Should(gomega.Succeed())
@@ -159,7 +146,7 @@ func TestAgentKeySharesTheKeyLifecycle(t *testing.T) {
 	// A deleted Secret is re-issued, and the previous keys stop at once.
 	g.Expect(k8sClient.Delete(ctx, getSecret(g, ns, "agent-secret"))).To(gomega.Succeed())
 	g.Eventually(func(g gomega.Gomega) {
-		third := string(getSecret(g, ns, "agent-secret").Data[keycapv1alpha1.AgentKeySecretKey])
+		third := secretKey(g, ns, "agent-secret", keycapv1alpha1.AgentKeySecretKey)
 		g.Expect(third).NotTo(gomega.Or(gomega.Equal(first), gomega.Equal(second)))
 		g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(agent), agent)).To(gomega.Succeed())
 		g.Expect(agent.Status.Digests).To(gomega.Equal([]string{keys.Digest(third)}))
@@ -179,8 +166,7 @@ func TestAgentKeyKeyHash(t *testing.T) {
 	agent := newAgentKey(ns, "byo-agent", "p", "agent-4")
 	digest := keys.Digest("my own agent key")
 	agent.Spec.KeyHash = "sha256:" + digest
-	g.Expect(k8sClient.Create(ctx, agent)).To(gomega.Succeed())
-	getReady(t, g, agent, keycapv1alpha1.ReasonIssued)
+	createReady(t, g, agent, keycapv1alpha1.ReasonIssued)
 	g.Expect(agent.Status.Digests).To(gomega.Equal([]string{digest}))
 	g.Expect(agent.Status.SecretName).To(gomega.BeEmpty())
 }

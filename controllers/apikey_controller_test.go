@@ -20,14 +20,8 @@ func newApiKey(namespace, name string) *keycapv1alpha1.ApiKey {
 	return &keycapv1alpha1.ApiKey{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name}}
 }
 
-// secretKey returns the key an ApiKey's Secret holds.
-func secretKey(g gomega.Gomega, namespace, name, dataKey string) string {
-	return string(getSecret(g, namespace, name).Data[dataKey])
-}
-
 func TestApiKeyIssuesKeyIntoOwnedSecret(t *testing.T) {
 	g := gomega.NewWithT(t)
-	ctx := context.Background()
 	ns := newNamespace(t)
 	apiKey := newApiKey(ns, "billing")
 	apiKey.Spec.Prefix = "acme"
@@ -36,8 +30,7 @@ func TestApiKeyIssuesKeyIntoOwnedSecret(t *testing.T) {
 		Labels:      map[string]string{"team": "payments", keycapv1alpha1.LabelName: "forged"},
 		Annotations: map[string]string{"note": "x", "keycap.dev/previous-digest": "forged"},
 	}
-	g.Expect(k8sClient.Create(ctx, apiKey)).To(gomega.Succeed())
-	getReady(t, g, apiKey, keycapv1alpha1.ReasonIssued)
+	createReady(t, g, apiKey, keycapv1alpha1.ReasonIssued)
 
 	secret := getSecret(g, ns, "billing")
 	key := string(secret.Data[keycapv1alpha1.ApiKeySecretKey])
@@ -68,9 +61,7 @@ func TestApiKeyIssuesKeyIntoOwnedSecret(t *testing.T) {
 	g.Expect(secret.Annotations).NotTo(gomega.HaveKey("keycap.dev/previous-digest"))
 
 	// The key is in no status field and no event.
-	g.Eventually(func(g gomega.Gomega) {
-		g.Expect(eventReasons(g, ns, "billing")).To(gomega.ContainElement(EventReasonIssued))
-	}).WithTimeout(reconcileTimeout).Should(gomega.Succeed())
+	eventuallyEvents(g, ns, "billing", EventReasonIssued)
 	assertKeyNowhere(t, g, ns, key)
 }
 
@@ -79,8 +70,7 @@ func TestApiKeyDefaultPrefixAndSecretName(t *testing.T) {
 	ns := newNamespace(t)
 	apiKey := newApiKey(ns, "default-prefix")
 	apiKey.Spec.SecretName = "custom-secret"
-	g.Expect(k8sClient.Create(context.Background(), apiKey)).To(gomega.Succeed())
-	getReady(t, g, apiKey, keycapv1alpha1.ReasonIssued)
+	createReady(t, g, apiKey, keycapv1alpha1.ReasonIssued)
 	key := secretKey(g, ns, "custom-secret", keycapv1alpha1.ApiKeySecretKey)
 	g.Expect(keys.Prefix(key)).To(gomega.Equal(DefaultApiKeyPrefix))
 	g.Expect(apiKey.Status.SecretName).To(gomega.Equal("custom-secret"))
@@ -89,11 +79,9 @@ func TestApiKeyDefaultPrefixAndSecretName(t *testing.T) {
 
 func TestApiKeyDisable(t *testing.T) {
 	g := gomega.NewWithT(t)
-	ctx := context.Background()
 	ns := newNamespace(t)
 	apiKey := newApiKey(ns, "disable-me")
-	g.Expect(k8sClient.Create(ctx, apiKey)).To(gomega.Succeed())
-	getReady(t, g, apiKey, keycapv1alpha1.ReasonIssued)
+	createReady(t, g, apiKey, keycapv1alpha1.ReasonIssued)
 	key := secretKey(g, ns, "disable-me", keycapv1alpha1.ApiKeySecretKey)
 
 	patch(t, apiKey, func() { apiKey.Spec.Disabled = true })
@@ -109,7 +97,6 @@ func TestApiKeyDisable(t *testing.T) {
 
 func TestApiKeyExpiresOnTime(t *testing.T) {
 	g := gomega.NewWithT(t)
-	ctx := context.Background()
 	ns := newNamespace(t)
 
 	// One expires at an absolute time, one after a duration from its creation.
@@ -122,8 +109,7 @@ func TestApiKeyExpiresOnTime(t *testing.T) {
 	drift := time.Until(fakeClock.Now()).Truncate(time.Second)
 	lifetime.Spec.Duration = &metav1.Duration{Duration: drift + 3*time.Hour}
 	for _, a := range []*keycapv1alpha1.ApiKey{at, lifetime} {
-		g.Expect(k8sClient.Create(ctx, a)).To(gomega.Succeed())
-		getReady(t, g, a, keycapv1alpha1.ReasonIssued)
+		createReady(t, g, a, keycapv1alpha1.ReasonIssued)
 	}
 	g.Expect(at.Status.ExpiresAt.Time).To(gomega.BeTemporally("==", expiresAt.Time))
 	g.Expect(lifetime.Status.ExpiresAt.Time).To(gomega.BeTemporally("==", lifetime.CreationTimestamp.Add(lifetime.Spec.Duration.Duration)))
@@ -136,9 +122,7 @@ func TestApiKeyExpiresOnTime(t *testing.T) {
 
 	fakeClock.Step(time.Hour + time.Minute)
 	getReady(t, g, lifetime, keycapv1alpha1.ReasonExpired)
-	g.Eventually(func(g gomega.Gomega) {
-		g.Expect(eventReasons(g, ns, "duration")).To(gomega.ContainElement(EventReasonExpired))
-	}).WithTimeout(reconcileTimeout).Should(gomega.Succeed())
+	eventuallyEvents(g, ns, "duration", EventReasonExpired)
 	// The key stays, so extending the lifetime restores it.
 	g.Expect(lifetime.Status.Digests).To(gomega.HaveLen(1))
 }
@@ -152,8 +136,7 @@ func TestApiKeyRotationKeepsPreviousKeyForGracePeriod(t *testing.T) {
 		Every:       metav1.Duration{Duration: 24 * time.Hour},
 		GracePeriod: &metav1.Duration{Duration: time.Hour},
 	}
-	g.Expect(k8sClient.Create(ctx, apiKey)).To(gomega.Succeed())
-	getReady(t, g, apiKey, keycapv1alpha1.ReasonIssued)
+	createReady(t, g, apiKey, keycapv1alpha1.ReasonIssued)
 	first := secretKey(g, ns, "rotating", keycapv1alpha1.ApiKeySecretKey)
 
 	fakeClock.Step(24*time.Hour + time.Second)
@@ -170,15 +153,12 @@ func TestApiKeyRotationKeepsPreviousKeyForGracePeriod(t *testing.T) {
 
 	// The grace period ends on the fake clock: the previous digest goes, the current key stays.
 	fakeClock.Step(time.Hour + time.Second)
-	g.Eventually(func(g gomega.Gomega) {
-		g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(apiKey), apiKey)).To(gomega.Succeed())
+	eventuallyStored(g, apiKey, func(g gomega.Gomega) {
 		g.Expect(apiKey.Status.Digests).To(gomega.Equal([]string{keys.Digest(second)}))
 		g.Expect(apiKey.Status.PreviousKeyValidUntil).To(gomega.BeNil())
-	}).WithTimeout(reconcileTimeout).Should(gomega.Succeed())
+	})
 	g.Expect(secretKey(g, ns, "rotating", keycapv1alpha1.ApiKeySecretKey)).To(gomega.Equal(second))
-	g.Eventually(func(g gomega.Gomega) {
-		g.Expect(eventReasons(g, ns, "rotating")).To(gomega.ContainElements(EventReasonRotated, EventReasonGracePeriodEnded))
-	}).WithTimeout(reconcileTimeout).Should(gomega.Succeed())
+	eventuallyEvents(g, ns, "rotating", EventReasonRotated, EventReasonGracePeriodEnded)
 }
 
 func TestApiKeyRotateAnnotation(t *testing.T) {
@@ -187,8 +167,7 @@ func TestApiKeyRotateAnnotation(t *testing.T) {
 	ns := newNamespace(t)
 	apiKey := newApiKey(ns, "rotate-on-demand")
 	apiKey.Annotations = map[string]string{keycapv1alpha1.AnnotationRotate: "created-with-it"}
-	g.Expect(k8sClient.Create(ctx, apiKey)).To(gomega.Succeed())
-	getReady(t, g, apiKey, keycapv1alpha1.ReasonIssued)
+	createReady(t, g, apiKey, keycapv1alpha1.ReasonIssued)
 	first := secretKey(g, ns, "rotate-on-demand", keycapv1alpha1.ApiKeySecretKey)
 
 	// An annotation present at creation does not rotate the first key.
@@ -217,8 +196,7 @@ func TestApiKeyDeletedSecretIsReissued(t *testing.T) {
 	ctx := context.Background()
 	ns := newNamespace(t)
 	apiKey := newApiKey(ns, "reissue")
-	g.Expect(k8sClient.Create(ctx, apiKey)).To(gomega.Succeed())
-	getReady(t, g, apiKey, keycapv1alpha1.ReasonIssued)
+	createReady(t, g, apiKey, keycapv1alpha1.ReasonIssued)
 	first := secretKey(g, ns, "reissue", keycapv1alpha1.ApiKeySecretKey)
 
 	g.Expect(k8sClient.Delete(ctx, getSecret(g, ns, "reissue"))).To(gomega.Succeed())
@@ -230,9 +208,7 @@ func TestApiKeyDeletedSecretIsReissued(t *testing.T) {
 		// The old key is invalid at once: only the new digest is listed.
 		g.Expect(apiKey.Status.Digests).To(gomega.Equal([]string{keys.Digest(second)}))
 	}).WithTimeout(reconcileTimeout).Should(gomega.Succeed())
-	g.Eventually(func(g gomega.Gomega) {
-		g.Expect(eventReasons(g, ns, "reissue")).To(gomega.ContainElement(EventReasonReissued))
-	}).WithTimeout(reconcileTimeout).Should(gomega.Succeed())
+	eventuallyEvents(g, ns, "reissue", EventReasonReissued)
 }
 
 func TestApiKeySecretEditedIsReissued(t *testing.T) {
@@ -240,8 +216,7 @@ func TestApiKeySecretEditedIsReissued(t *testing.T) {
 	ctx := context.Background()
 	ns := newNamespace(t)
 	apiKey := newApiKey(ns, "tampered")
-	g.Expect(k8sClient.Create(ctx, apiKey)).To(gomega.Succeed())
-	getReady(t, g, apiKey, keycapv1alpha1.ReasonIssued)
+	createReady(t, g, apiKey, keycapv1alpha1.ReasonIssued)
 
 	// Someone writes a well-formed key of their choosing into the Secret: it is not trusted.
 	chosen, err := keys.Generate(DefaultApiKeyPrefix)
@@ -260,21 +235,18 @@ func TestApiKeySecretEditedIsReissued(t *testing.T) {
 
 func TestApiKeyKeepsKeyAcrossManagerRestart(t *testing.T) {
 	g := gomega.NewWithT(t)
-	ctx := context.Background()
 	ns := newNamespace(t)
 	apiKey := newApiKey(ns, "survivor")
 	apiKey.Spec.Rotation = &keycapv1alpha1.RotationPolicy{
 		Every:       metav1.Duration{Duration: 24 * time.Hour},
 		GracePeriod: &metav1.Duration{Duration: 12 * time.Hour},
 	}
-	g.Expect(k8sClient.Create(ctx, apiKey)).To(gomega.Succeed())
-	getReady(t, g, apiKey, keycapv1alpha1.ReasonIssued)
+	createReady(t, g, apiKey, keycapv1alpha1.ReasonIssued)
 	// Rotate once, so that the previous key in its grace period must survive the restart too.
 	fakeClock.Step(24*time.Hour + time.Second)
-	g.Eventually(func(g gomega.Gomega) {
-		g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(apiKey), apiKey)).To(gomega.Succeed())
+	eventuallyStored(g, apiKey, func(g gomega.Gomega) {
 		g.Expect(apiKey.Status.Digests).To(gomega.HaveLen(2))
-	}).WithTimeout(reconcileTimeout).Should(gomega.Succeed())
+	})
 	key := secretKey(g, ns, "survivor", keycapv1alpha1.ApiKeySecretKey)
 	before := apiKey.Status.DeepCopy()
 
@@ -295,10 +267,9 @@ func TestApiKeyKeepsKeyAcrossManagerRestart(t *testing.T) {
 
 	// The new manager still ends the grace period on time.
 	fakeClock.Step(12*time.Hour + time.Second)
-	g.Eventually(func(g gomega.Gomega) {
-		g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(apiKey), apiKey)).To(gomega.Succeed())
+	eventuallyStored(g, apiKey, func(g gomega.Gomega) {
 		g.Expect(apiKey.Status.Digests).To(gomega.Equal(before.Digests[:1]))
-	}).WithTimeout(reconcileTimeout).Should(gomega.Succeed())
+	})
 }
 
 func TestApiKeyKeyHash(t *testing.T) {
@@ -309,8 +280,7 @@ func TestApiKeyKeyHash(t *testing.T) {
 	digest := keys.Digest(userKey)
 	apiKey := newApiKey(ns, "byo")
 	apiKey.Spec.KeyHash = "sha256:" + digest
-	g.Expect(k8sClient.Create(ctx, apiKey)).To(gomega.Succeed())
-	getReady(t, g, apiKey, keycapv1alpha1.ReasonIssued)
+	createReady(t, g, apiKey, keycapv1alpha1.ReasonIssued)
 	g.Expect(apiKey.Status.Digests).To(gomega.Equal([]string{digest}))
 	g.Expect(apiKey.Status.KeyID).To(gomega.Equal(keys.KeyID(digest)))
 	g.Expect(apiKey.Status.SecretName).To(gomega.BeEmpty())
@@ -339,12 +309,9 @@ func TestApiKeySecretConflict(t *testing.T) {
 	g.Expect(k8sClient.Create(ctx, foreign)).To(gomega.Succeed())
 	apiKey := newApiKey(ns, "conflicted")
 	apiKey.Spec.SecretName = "taken"
-	g.Expect(k8sClient.Create(ctx, apiKey)).To(gomega.Succeed())
-	getReady(t, g, apiKey, keycapv1alpha1.ReasonSecretConflict)
+	createReady(t, g, apiKey, keycapv1alpha1.ReasonSecretConflict)
 	g.Expect(apiKey.Status.Digests).To(gomega.BeEmpty())
-	g.Eventually(func(g gomega.Gomega) {
-		g.Expect(eventReasons(g, ns, "conflicted")).To(gomega.ContainElement(keycapv1alpha1.ReasonSecretConflict))
-	}).WithTimeout(reconcileTimeout).Should(gomega.Succeed())
+	eventuallyEvents(g, ns, "conflicted", keycapv1alpha1.ReasonSecretConflict)
 
 	after := getSecret(g, ns, "taken")
 	g.Expect(after.ResourceVersion).To(gomega.Equal(foreign.ResourceVersion))
@@ -362,8 +329,7 @@ func TestApiKeyStatusPatchKeepsLastUsedAt(t *testing.T) {
 	ctx := context.Background()
 	ns := newNamespace(t)
 	apiKey := newApiKey(ns, "used")
-	g.Expect(k8sClient.Create(ctx, apiKey)).To(gomega.Succeed())
-	getReady(t, g, apiKey, keycapv1alpha1.ReasonIssued)
+	createReady(t, g, apiKey, keycapv1alpha1.ReasonIssued)
 
 	// The data plane's write: a merge patch of lastUsedAt alone.
 	used := metav1.NewTime(time.Now().Add(-time.Minute).Truncate(time.Second))
@@ -384,8 +350,7 @@ func TestApiKeyDeletedForgetsMetrics(t *testing.T) {
 	apiKey := newApiKey(ns, "short-lived")
 	expiresAt := metav1.NewTime(fakeClock.Now().Add(100 * time.Hour))
 	apiKey.Spec.ExpiresAt = &expiresAt
-	g.Expect(k8sClient.Create(ctx, apiKey)).To(gomega.Succeed())
-	getReady(t, g, apiKey, keycapv1alpha1.ReasonIssued)
+	createReady(t, g, apiKey, keycapv1alpha1.ReasonIssued)
 	g.Expect(expiryGaugeValue(KindApiKey, ns, "short-lived")).To(gomega.Equal(float64(expiresAt.Unix())))
 
 	g.Expect(k8sClient.Delete(ctx, apiKey)).To(gomega.Succeed())
@@ -412,8 +377,7 @@ func TestApiKeySecretNameSetLaterMovesTheKey(t *testing.T) {
 	ctx := context.Background()
 	ns := newNamespace(t)
 	apiKey := newApiKey(ns, "moving")
-	g.Expect(k8sClient.Create(ctx, apiKey)).To(gomega.Succeed())
-	getReady(t, g, apiKey, keycapv1alpha1.ReasonIssued)
+	createReady(t, g, apiKey, keycapv1alpha1.ReasonIssued)
 	first := secretKey(g, ns, "moving", keycapv1alpha1.ApiKeySecretKey)
 
 	// secretName may be set once when it was empty (CEL forbids only changing it).

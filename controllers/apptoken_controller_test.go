@@ -43,19 +43,14 @@ func tokenIn(g gomega.Gomega, namespace, name string) string {
 
 func TestAppTokenIssuesAndRenewsSignedJWT(t *testing.T) {
 	g := gomega.NewWithT(t)
-	ctx := context.Background()
 	ensureOperatorNamespace(t)
 	ns := newNamespace(t)
-	at := &keycapv1alpha1.AppToken{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "reporting"},
-		Spec: keycapv1alpha1.AppTokenSpec{
-			CredentialSpec: keycapv1alpha1.CredentialSpec{Scopes: []string{"reports:read"}},
-			Audiences:      []string{"https://api.acme.example"},
-			Duration:       &metav1.Duration{Duration: time.Hour},
-		},
-	}
-	g.Expect(k8sClient.Create(ctx, at)).To(gomega.Succeed())
-	getReady(t, g, at, keycapv1alpha1.ReasonIssued)
+	at := newAppToken(ns, "reporting", keycapv1alpha1.AppTokenSpec{
+		CredentialSpec: keycapv1alpha1.CredentialSpec{Scopes: []string{"reports:read"}},
+		Audiences:      []string{"https://api.acme.example"},
+		Duration:       &metav1.Duration{Duration: time.Hour},
+	})
+	createReady(t, g, at, keycapv1alpha1.ReasonIssued)
 
 	token := tokenIn(g, ns, "reporting")
 	v := publishedVerifier(t, g)
@@ -84,10 +79,9 @@ func TestAppTokenIssuesAndRenewsSignedJWT(t *testing.T) {
 		WithTimeout(reconcileTimeout).Should(gomega.Succeed())
 	renewed := tokenIn(g, ns, "reporting")
 	getReady(t, g, at, keycapv1alpha1.ReasonIssued)
-	g.Eventually(func(g gomega.Gomega) {
-		g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(at), at)).To(gomega.Succeed())
+	eventuallyStored(g, at, func(g gomega.Gomega) {
 		g.Expect(at.Status.IssuedAt.Time).To(gomega.BeTemporally("==", fakeClock.Now().Truncate(time.Second)))
-	}).WithTimeout(reconcileTimeout).Should(gomega.Succeed())
+	})
 	newClaims, err := v.Verify(renewed, "")
 	g.Expect(err).NotTo(gomega.HaveOccurred())
 	g.Expect(newClaims.KeyID).To(gomega.Equal(claims.KeyID), "the keyID is stable across renewals")
@@ -106,26 +100,21 @@ func eventReasonsOf(g gomega.Gomega, namespace, name string) []string {
 
 func TestAppTokenSpecChangeReissuesAndDisableStopsRenewal(t *testing.T) {
 	g := gomega.NewWithT(t)
-	ctx := context.Background()
 	ensureOperatorNamespace(t)
 	ns := newNamespace(t)
-	at := &keycapv1alpha1.AppToken{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "ci"},
-		Spec: keycapv1alpha1.AppTokenSpec{
-			CredentialSpec: keycapv1alpha1.CredentialSpec{SecretName: "ci-token"},
-			Subject:        "ci-bot",
-			Audiences:      []string{"builds"},
-			Duration:       &metav1.Duration{Duration: time.Hour},
-			RenewBefore:    &metav1.Duration{Duration: 10 * time.Minute},
-		},
-	}
-	g.Expect(k8sClient.Create(ctx, at)).To(gomega.Succeed())
-	getReady(t, g, at, keycapv1alpha1.ReasonIssued)
+	at := newAppToken(ns, "ci", keycapv1alpha1.AppTokenSpec{
+		CredentialSpec: keycapv1alpha1.CredentialSpec{SecretName: "ci-token"},
+		Subject:        "ci-bot",
+		Audiences:      []string{"builds"},
+		Duration:       &metav1.Duration{Duration: time.Hour},
+		RenewBefore:    &metav1.Duration{Duration: 10 * time.Minute},
+	})
+	createReady(t, g, at, keycapv1alpha1.ReasonIssued)
 	g.Expect(at.Status.RenewAt.Time).To(gomega.BeTemporally("==", at.Status.IssuedAt.Add(50*time.Minute)))
 	first := tokenIn(g, ns, "ci-token")
 	v := publishedVerifier(t, g)
 
-	updateAppToken(g, at, func(at *keycapv1alpha1.AppToken) { at.Spec.Scopes = []string{"builds:write"} })
+	update(g, at, func(at *keycapv1alpha1.AppToken) { at.Spec.Scopes = []string{"builds:write"} })
 	g.Eventually(func(g gomega.Gomega) {
 		claims, err := v.Verify(tokenIn(g, ns, "ci-token"), "builds")
 		g.Expect(err).NotTo(gomega.HaveOccurred())
@@ -133,7 +122,7 @@ func TestAppTokenSpecChangeReissuesAndDisableStopsRenewal(t *testing.T) {
 		g.Expect(claims.Subject).To(gomega.Equal("ci-bot"))
 	}).WithTimeout(reconcileTimeout).Should(gomega.Succeed())
 
-	updateAppToken(g, at, func(at *keycapv1alpha1.AppToken) { at.Spec.Disabled = true })
+	update(g, at, func(at *keycapv1alpha1.AppToken) { at.Spec.Disabled = true })
 	getReady(t, g, at, keycapv1alpha1.ReasonDisabled)
 	held := tokenIn(g, ns, "ci-token")
 	g.Expect(held).NotTo(gomega.Equal(first))
@@ -141,7 +130,7 @@ func TestAppTokenSpecChangeReissuesAndDisableStopsRenewal(t *testing.T) {
 	g.Consistently(func(g gomega.Gomega) { g.Expect(tokenIn(g, ns, "ci-token")).To(gomega.Equal(held)) }).
 		WithTimeout(2*time.Second).Should(gomega.Succeed(), "a disabled AppToken is not renewed")
 
-	updateAppToken(g, at, func(at *keycapv1alpha1.AppToken) { at.Spec.Disabled = false })
+	update(g, at, func(at *keycapv1alpha1.AppToken) { at.Spec.Disabled = false })
 	getReady(t, g, at, keycapv1alpha1.ReasonIssued)
 	g.Eventually(func(g gomega.Gomega) { g.Expect(tokenIn(g, ns, "ci-token")).NotTo(gomega.Equal(held)) }).
 		WithTimeout(reconcileTimeout).Should(gomega.Succeed(), "enabled again past renewAt: renewed at once")
@@ -154,12 +143,8 @@ func TestAppTokenSecretConflict(t *testing.T) {
 	ns := newNamespace(t)
 	foreign := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "taken"}, StringData: map[string]string{"token": "mine"}}
 	g.Expect(k8sClient.Create(ctx, foreign)).To(gomega.Succeed())
-	at := &keycapv1alpha1.AppToken{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "taken"},
-		Spec:       keycapv1alpha1.AppTokenSpec{Audiences: []string{"x"}},
-	}
-	g.Expect(k8sClient.Create(ctx, at)).To(gomega.Succeed())
-	getReady(t, g, at, keycapv1alpha1.ReasonSecretConflict)
+	at := newAppToken(ns, "taken", keycapv1alpha1.AppTokenSpec{Audiences: []string{"x"}})
+	createReady(t, g, at, keycapv1alpha1.ReasonSecretConflict)
 	g.Expect(string(getSecret(g, ns, "taken").Data["token"])).To(gomega.Equal("mine"))
 
 	g.Expect(k8sClient.Delete(ctx, foreign)).To(gomega.Succeed())
@@ -179,16 +164,4 @@ func nudge(t *testing.T, obj client.Object) {
 	if err := k8sClient.Patch(context.Background(), obj, patch); err != nil {
 		t.Fatal(err)
 	}
-}
-
-// updateAppToken applies mutate to the stored AppToken, retrying on conflicts with the
-// controller's status writes, and leaves the result in at.
-func updateAppToken(g *gomega.WithT, at *keycapv1alpha1.AppToken, mutate func(*keycapv1alpha1.AppToken)) {
-	g.Eventually(func() error {
-		if err := k8sClient.Get(context.Background(), client.ObjectKeyFromObject(at), at); err != nil {
-			return err
-		}
-		mutate(at)
-		return k8sClient.Update(context.Background(), at)
-	}).WithTimeout(reconcileTimeout).Should(gomega.Succeed())
 }

@@ -15,21 +15,6 @@ import (
 	"github.com/keycap-dev/keycap/internal/signing"
 )
 
-// updateLicense applies mutate to the stored License (spec, or status when status is true),
-// retrying on conflicts, and leaves the result in lic.
-func updateLicense(g *gomega.WithT, lic *keycapv1alpha1.License, status bool, mutate func(*keycapv1alpha1.License)) {
-	g.Eventually(func() error {
-		if err := k8sClient.Get(context.Background(), client.ObjectKeyFromObject(lic), lic); err != nil {
-			return err
-		}
-		mutate(lic)
-		if status {
-			return k8sClient.Status().Update(context.Background(), lic)
-		}
-		return k8sClient.Update(context.Background(), lic)
-	}).WithTimeout(reconcileTimeout).Should(gomega.Succeed())
-}
-
 // licenseFileOf verifies the licence file in the Secret with the published licence public key.
 func licenseFileOf(g gomega.Gomega, namespace, name string) *licensefile.Payload {
 	pub := signing.NewPublicKeys(k8sClient, signing.PublicKeysOptions{Namespace: operatorNamespace})
@@ -49,16 +34,12 @@ func TestLicenseIssuesKeyAndSignedFile(t *testing.T) {
 	ctx := context.Background()
 	ensureOperatorNamespace(t)
 	ns := newNamespace(t)
-	lic := &keycapv1alpha1.License{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "acme-pro"},
-		Spec: keycapv1alpha1.LicenseSpec{
-			Lifetime: keycapv1alpha1.Lifetime{Duration: &metav1.Duration{Duration: 8760 * time.Hour}},
-			Product:  "capstudio", Customer: "Acme Corp", Plan: "pro",
-			Entitlements: []string{"sso", "audit-log"}, MaxInstances: 3,
-		},
-	}
-	g.Expect(k8sClient.Create(ctx, lic)).To(gomega.Succeed())
-	getReady(t, g, lic, keycapv1alpha1.ReasonIssued)
+	lic := newLicense(ns, "acme-pro", keycapv1alpha1.LicenseSpec{
+		Lifetime: keycapv1alpha1.Lifetime{Duration: &metav1.Duration{Duration: 8760 * time.Hour}},
+		Product:  "capstudio", Customer: "Acme Corp", Plan: "pro",
+		Entitlements: []string{"sso", "audit-log"}, MaxInstances: 3,
+	})
+	createReady(t, g, lic, keycapv1alpha1.ReasonIssued)
 
 	secret := getSecret(g, ns, "acme-pro")
 	key := string(secret.Data[keycapv1alpha1.LicenseKeySecretKey])
@@ -80,20 +61,19 @@ func TestLicenseIssuesKeyAndSignedFile(t *testing.T) {
 	g.Expect(p.ExpiresAt.Equal(lic.Status.ExpiresAt.Time)).To(gomega.BeTrue())
 
 	// A plan change re-signs the file and keeps the key.
-	updateLicense(g, lic, false, func(l *keycapv1alpha1.License) { l.Spec.Plan = "enterprise" })
+	update(g, lic, func(l *keycapv1alpha1.License) { l.Spec.Plan = "enterprise" })
 	g.Eventually(func(g gomega.Gomega) {
 		g.Expect(licenseFileOf(g, ns, "acme-pro").Plan).To(gomega.Equal("enterprise"))
 	}).WithTimeout(reconcileTimeout).Should(gomega.Succeed())
-	g.Expect(string(getSecret(g, ns, "acme-pro").Data[keycapv1alpha1.LicenseKeySecretKey])).To(gomega.Equal(key))
+	g.Expect(secretKey(g, ns, "acme-pro", keycapv1alpha1.LicenseKeySecretKey)).To(gomega.Equal(key))
 
 	// Deleting the Secret re-issues a new key.
 	g.Expect(k8sClient.Delete(ctx, secret)).To(gomega.Succeed())
-	g.Eventually(func(g gomega.Gomega) {
-		g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(lic), lic)).To(gomega.Succeed())
+	eventuallyStored(g, lic, func(g gomega.Gomega) {
 		g.Expect(lic.Status.Digests).To(gomega.HaveLen(1))
 		g.Expect(lic.Status.Digests[0]).NotTo(gomega.Equal(keys.Digest(key)))
 		g.Expect(licenseFileOf(g, ns, "acme-pro").KeyDigest).To(gomega.Equal(lic.Status.Digests[0]))
-	}).WithTimeout(reconcileTimeout).Should(gomega.Succeed())
+	})
 }
 
 func TestLicenseReleasesInstancesPastHeartbeatTimeout(t *testing.T) {
@@ -101,18 +81,14 @@ func TestLicenseReleasesInstancesPastHeartbeatTimeout(t *testing.T) {
 	ctx := context.Background()
 	ensureOperatorNamespace(t)
 	ns := newNamespace(t)
-	lic := &keycapv1alpha1.License{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "seats"},
-		Spec: keycapv1alpha1.LicenseSpec{Product: "cap", MaxInstances: 2,
-			RefreshInterval: &metav1.Duration{Duration: time.Hour}},
-	}
-	g.Expect(k8sClient.Create(ctx, lic)).To(gomega.Succeed())
-	getReady(t, g, lic, keycapv1alpha1.ReasonIssued)
+	lic := newLicense(ns, "seats", keycapv1alpha1.LicenseSpec{Product: "cap", MaxInstances: 2,
+		RefreshInterval: &metav1.Duration{Duration: time.Hour}})
+	createReady(t, g, lic, keycapv1alpha1.ReasonIssued)
 
 	// Two instances, as the activation endpoint writes them: "old" last seen 2h ago, "new" now.
 	// heartbeatTimeout defaults to 3 × refreshInterval = 3h.
 	now := fakeClock.Now().Truncate(time.Second)
-	updateLicense(g, lic, true, func(l *keycapv1alpha1.License) {
+	updateStatus(g, lic, func(l *keycapv1alpha1.License) {
 		l.Status.Activations = []keycapv1alpha1.LicenseActivation{
 			{InstanceID: "old", ActivatedAt: metav1.NewTime(now.Add(-2 * time.Hour)), LastSeenAt: metav1.NewTime(now.Add(-2 * time.Hour))},
 			{InstanceID: "new", ActivatedAt: metav1.NewTime(now), LastSeenAt: metav1.NewTime(now)},
@@ -134,28 +110,22 @@ func TestLicenseReleasesInstancesPastHeartbeatTimeout(t *testing.T) {
 
 	fakeClock.Step(2 * time.Hour)
 	g.Eventually(activations).WithTimeout(reconcileTimeout).Should(gomega.BeEmpty())
-	g.Eventually(func(g gomega.Gomega) []string { return eventReasons(g, ns, "seats") }).
-		WithTimeout(reconcileTimeout).Should(gomega.ContainElement(EventReasonReleased))
+	eventuallyEvents(g, ns, "seats", EventReasonReleased)
 }
 
 func TestLicenseExpiresAndDisables(t *testing.T) {
 	g := gomega.NewWithT(t)
-	ctx := context.Background()
 	ensureOperatorNamespace(t)
 	ns := newNamespace(t)
 	expires := metav1.NewTime(fakeClock.Now().Add(time.Hour).Truncate(time.Second))
-	lic := &keycapv1alpha1.License{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "trial"},
-		Spec: keycapv1alpha1.LicenseSpec{Product: "cap",
-			Lifetime: keycapv1alpha1.Lifetime{ExpiresAt: &expires}},
-	}
-	g.Expect(k8sClient.Create(ctx, lic)).To(gomega.Succeed())
-	getReady(t, g, lic, keycapv1alpha1.ReasonIssued)
+	lic := newLicense(ns, "trial", keycapv1alpha1.LicenseSpec{Product: "cap",
+		Lifetime: keycapv1alpha1.Lifetime{ExpiresAt: &expires}})
+	createReady(t, g, lic, keycapv1alpha1.ReasonIssued)
 	g.Expect(licenseFileOf(g, ns, "trial").ExpiresAt.Equal(expires.Time)).To(gomega.BeTrue())
 
-	updateLicense(g, lic, false, func(l *keycapv1alpha1.License) { l.Spec.Disabled = true })
+	update(g, lic, func(l *keycapv1alpha1.License) { l.Spec.Disabled = true })
 	getReady(t, g, lic, keycapv1alpha1.ReasonDisabled)
-	updateLicense(g, lic, false, func(l *keycapv1alpha1.License) { l.Spec.Disabled = false })
+	update(g, lic, func(l *keycapv1alpha1.License) { l.Spec.Disabled = false })
 	getReady(t, g, lic, keycapv1alpha1.ReasonIssued)
 
 	fakeClock.Step(time.Hour)

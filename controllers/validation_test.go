@@ -24,14 +24,7 @@ func TestBadSpecsAreRefusedByTheAPIServer(t *testing.T) {
 	hour := metav1.Duration{Duration: time.Hour}
 	at := metav1.NewTime(time.Now().Add(time.Hour))
 
-	type apiKeyCase struct {
-		// create is the ApiKey to create; update, when set, changes it after a valid create.
-		create func(*keycapv1alpha1.ApiKey)
-		update func(*keycapv1alpha1.ApiKey)
-		// want are the substrings the error must hold: the field path and the reason.
-		want []string
-	}
-	apiKeyCases := map[string]apiKeyCase{
+	apiKeyCases := map[string]refusedCase[*keycapv1alpha1.ApiKey]{
 		"expiresAt and duration together": {
 			create: func(a *keycapv1alpha1.ApiKey) { a.Spec.ExpiresAt, a.Spec.Duration = &at, &hour },
 			want:   []string{"spec", "set at most one of expiresAt and duration"},
@@ -120,33 +113,12 @@ func TestBadSpecsAreRefusedByTheAPIServer(t *testing.T) {
 	n := 0
 	for name, tc := range apiKeyCases {
 		t.Run("ApiKey: "+name, func(t *testing.T) {
-			g := gomega.NewWithT(t)
-			ctx := context.Background()
 			n++
-			a := newApiKey(ns, fmt.Sprintf("bad-%d", n))
-			tc.create(a)
-			err := k8sClient.Create(ctx, a)
-			if tc.update != nil {
-				g.Expect(err).NotTo(gomega.HaveOccurred())
-				// A merge patch without resourceVersion: the controller may write the status meanwhile.
-				base := client.MergeFrom(a.DeepCopy())
-				tc.update(a)
-				err = k8sClient.Patch(ctx, a, base)
-			}
-			g.Expect(err).To(gomega.HaveOccurred())
-			g.Expect(apierrors.IsInvalid(err)).To(gomega.BeTrue(), "want Invalid, got %v", err)
-			for _, w := range tc.want {
-				g.Expect(err.Error()).To(gomega.ContainSubstring(w))
-			}
+			expectRefused(t, newApiKey(ns, fmt.Sprintf("bad-%d", n)), tc)
 		})
 	}
 
-	type agentKeyCase struct {
-		create func(*keycapv1alpha1.AgentKey)
-		update func(*keycapv1alpha1.AgentKey)
-		want   []string
-	}
-	agentKeyCases := map[string]agentKeyCase{
+	agentKeyCases := map[string]refusedCase[*keycapv1alpha1.AgentKey]{
 		"no parent": {
 			create: func(a *keycapv1alpha1.AgentKey) { a.Spec.APIKeyRef.Name = "" },
 			want:   []string{"spec.apiKeyRef.name"},
@@ -173,23 +145,40 @@ func TestBadSpecsAreRefusedByTheAPIServer(t *testing.T) {
 	}
 	for name, tc := range agentKeyCases {
 		t.Run("AgentKey: "+name, func(t *testing.T) {
-			g := gomega.NewWithT(t)
-			ctx := context.Background()
 			n++
-			a := newAgentKey(ns, fmt.Sprintf("bad-agent-%d", n), "parent", "bot")
-			tc.create(a)
-			err := k8sClient.Create(ctx, a)
-			if tc.update != nil {
-				g.Expect(err).NotTo(gomega.HaveOccurred())
-				base := client.MergeFrom(a.DeepCopy())
-				tc.update(a)
-				err = k8sClient.Patch(ctx, a, base)
-			}
-			g.Expect(err).To(gomega.HaveOccurred())
-			g.Expect(apierrors.IsInvalid(err)).To(gomega.BeTrue(), "want Invalid, got %v", err)
-			for _, w := range tc.want {
-				g.Expect(err.Error()).To(gomega.ContainSubstring(w))
-			}
+			expectRefused(t, newAgentKey(ns, fmt.Sprintf("bad-agent-%d", n), "parent", "bot"), tc)
 		})
+	}
+}
+
+// refusedCase is a bad spec of a T: create is the object to create; update, when set, changes it
+// after a valid create.
+type refusedCase[T client.Object] struct {
+	create func(T)
+	update func(T)
+	// want are the substrings the error must hold: the field path and the reason.
+	want []string
+}
+
+// expectRefused creates obj changed by tc.create and, when tc.update is set, updates it with a
+// merge patch (without resourceVersion: the controller may write the status meanwhile) after a
+// create that must succeed. The last write must be refused as Invalid with each of tc.want in the
+// error.
+func expectRefused[T client.Object](t *testing.T, obj T, tc refusedCase[T]) {
+	t.Helper()
+	g := gomega.NewWithT(t)
+	ctx := context.Background()
+	tc.create(obj)
+	err := k8sClient.Create(ctx, obj)
+	if tc.update != nil {
+		g.Expect(err).NotTo(gomega.HaveOccurred())
+		base := client.MergeFrom(obj.DeepCopyObject().(client.Object))
+		tc.update(obj)
+		err = k8sClient.Patch(ctx, obj, base)
+	}
+	g.Expect(err).To(gomega.HaveOccurred())
+	g.Expect(apierrors.IsInvalid(err)).To(gomega.BeTrue(), "want Invalid, got %v", err)
+	for _, w := range tc.want {
+		g.Expect(err.Error()).To(gomega.ContainSubstring(w))
 	}
 }
