@@ -36,15 +36,8 @@ type AgentKeyReconciler struct {
 // Reconcile does the plumbing (get, parent owner reference, status patch); reconcile holds the logic.
 func (r *AgentKeyReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	var agentKey keycapv1alpha1.AgentKey
-	if err := r.Get(ctx, req.NamespacedName, &agentKey); err != nil {
-		if apierrors.IsNotFound(err) {
-			forgetCredential(r.Kind, req.Namespace, req.Name)
-			return ctrl.Result{}, nil
-		}
+	if live, err := r.getLive(ctx, req, &agentKey); !live {
 		return ctrl.Result{}, err
-	}
-	if agentKey.DeletionTimestamp != nil {
-		return ctrl.Result{}, nil
 	}
 	parent, err := r.getParent(ctx, &agentKey)
 	if err != nil {

@@ -3,7 +3,6 @@ package controllers
 import (
 	"context"
 
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	keycapv1alpha1 "github.com/keycap-dev/keycap/api/v1alpha1"
@@ -27,16 +26,8 @@ type ApiKeyReconciler struct {
 // Reconcile does the plumbing (get, status patch); reconcile holds the logic.
 func (r *ApiKeyReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	var apiKey keycapv1alpha1.ApiKey
-	if err := r.Get(ctx, req.NamespacedName, &apiKey); err != nil {
-		if apierrors.IsNotFound(err) {
-			forgetCredential(r.Kind, req.Namespace, req.Name)
-			return ctrl.Result{}, nil
-		}
+	if live, err := r.getLive(ctx, req, &apiKey); !live {
 		return ctrl.Result{}, err
-	}
-	if apiKey.DeletionTimestamp != nil {
-		// The Secret goes with it through its owner reference.
-		return ctrl.Result{}, nil
 	}
 	return r.withStatusPatch(ctx, &apiKey, func() (ctrl.Result, error) { return r.reconcile(ctx, &apiKey) })
 }

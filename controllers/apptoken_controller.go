@@ -7,7 +7,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -50,15 +49,8 @@ type AppTokenReconciler struct {
 // Reconcile does the plumbing (get, status patch); reconcile holds the logic.
 func (r *AppTokenReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	var at keycapv1alpha1.AppToken
-	if err := r.Get(ctx, req.NamespacedName, &at); err != nil {
-		if apierrors.IsNotFound(err) {
-			forgetCredential(r.Kind, req.Namespace, req.Name)
-			return ctrl.Result{}, nil
-		}
+	if live, err := r.getLive(ctx, req, &at); !live {
 		return ctrl.Result{}, err
-	}
-	if at.DeletionTimestamp != nil {
-		return ctrl.Result{}, nil
 	}
 	return r.withStatusPatch(ctx, &at, func() (ctrl.Result, error) { return r.reconcile(ctx, &at) })
 }

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -44,15 +43,8 @@ type LicenseReconciler struct {
 // Reconcile does the plumbing (get, status patch); reconcile holds the logic.
 func (r *LicenseReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	var lic keycapv1alpha1.License
-	if err := r.Get(ctx, req.NamespacedName, &lic); err != nil {
-		if apierrors.IsNotFound(err) {
-			forgetCredential(r.Kind, req.Namespace, req.Name)
-			return ctrl.Result{}, nil
-		}
+	if live, err := r.getLive(ctx, req, &lic); !live {
 		return ctrl.Result{}, err
-	}
-	if lic.DeletionTimestamp != nil {
-		return ctrl.Result{}, nil
 	}
 	nextRelease, err := r.releaseStale(ctx, &lic)
 	if err != nil {

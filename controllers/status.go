@@ -16,6 +16,20 @@ import (
 	keycapv1alpha1 "github.com/keycap-dev/keycap/api/v1alpha1"
 )
 
+// getLive reads the credential of req into obj and says whether there is anything to reconcile:
+// not when it is gone (its metrics are forgotten) or being deleted (its Secret goes with it through
+// the owner reference), nor on an error, which it returns.
+func (r *credentialReconciler) getLive(ctx context.Context, req ctrl.Request, obj client.Object) (bool, error) {
+	if err := r.Get(ctx, req.NamespacedName, obj); err != nil {
+		if apierrors.IsNotFound(err) {
+			forgetCredential(r.Kind, req.Namespace, req.Name)
+			return false, nil
+		}
+		return false, err
+	}
+	return obj.GetDeletionTimestamp() == nil, nil
+}
+
 // withStatusPatch runs reconcile on obj (a credential read from the cache) and then patches obj's
 // status if reconcile changed it. This is the plumbing every credential reconciler shares:
 //   - an error reconcile returns is turned into Ready=False (markFailed); a credentialError is not
