@@ -17,7 +17,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"github.com/keycap-dev/keycap/internal/testenv"
@@ -66,27 +65,20 @@ func TestMain(m *testing.M) {
 
 func runSuite(m *testing.M) int {
 	logf.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.UseDevMode(true)))
-	var err error
-	if env, err = testenv.New(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	env.WebhookInstallOptions = envtest.WebhookInstallOptions{
-		Paths: []string{filepath.Join(testenv.RepoRoot(), "config", "webhook", "manifests.yaml")},
-	}
-	if cfg, err = env.Start(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer func() {
-		if err := env.Stop(); err != nil {
-			fmt.Fprintln(os.Stderr, err)
+	var (
+		stopEnv func()
+		err     error
+	)
+	if env, k8sClient, stopEnv, err = testenv.Start(func(env *envtest.Environment) {
+		env.WebhookInstallOptions = envtest.WebhookInstallOptions{
+			Paths: []string{filepath.Join(testenv.RepoRoot(), "config", "webhook", "manifests.yaml")},
 		}
-	}()
-	if k8sClient, err = client.New(cfg, client.Options{Scheme: testenv.Scheme()}); err != nil {
+	}); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
+	defer stopEnv()
+	cfg = env.Config
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	if err := k8sClient.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: operatorNS}}); err != nil {
@@ -96,39 +88,28 @@ func runSuite(m *testing.M) int {
 
 	fakeClock = clocktesting.NewFakeClock(time.Now().Add(-clockOffset))
 	wio := &env.WebhookInstallOptions
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                 testenv.Scheme(),
-		Metrics:                metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress: "0",
-		WebhookServer:          ctrlwebhook.NewServer(ctrlwebhook.Options{Host: wio.LocalServingHost, Port: wio.LocalServingPort}),
+	stopManager, err := testenv.StartManager(cfg, func(mgr ctrl.Manager) (err error) {
+		registered, err = Setup(mgr, Options{
+			OperatorNamespace:  operatorNS,
+			ManageCertificates: true,
+			Clock:              fakeClock,
+			Policy:             testPolicy,
+			Certificates: webhookcert.Options{
+				CALifetime:         testCALifetime,
+				CARenewBefore:      testCARenewBefore,
+				ServingLifetime:    testServingLifetime,
+				ServingRenewBefore: testServingRenewBefore,
+			},
+		})
+		return err
+	}, func(o *ctrl.Options) {
+		o.WebhookServer = ctrlwebhook.NewServer(ctrlwebhook.Options{Host: wio.LocalServingHost, Port: wio.LocalServingPort})
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	if registered, err = Setup(mgr, Options{
-		OperatorNamespace:  operatorNS,
-		ManageCertificates: true,
-		Clock:              fakeClock,
-		Policy:             testPolicy,
-		Certificates: webhookcert.Options{
-			CALifetime:         testCALifetime,
-			CARenewBefore:      testCARenewBefore,
-			ServingLifetime:    testServingLifetime,
-			ServingRenewBefore: testServingRenewBefore,
-		},
-	}); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			fmt.Fprintln(os.Stderr, "manager:", err)
-		}
-	}()
+	defer stopManager()
 	if err := waitForAdmission(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

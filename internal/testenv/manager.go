@@ -14,12 +14,16 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 )
 
-// Start starts New's control plane and returns it with a client on Scheme that reads straight from
-// the apiserver (no cache), so tests see what is stored. stop stops the control plane and reports
-// a failure to stop on stderr; on an error nothing is left running.
-func Start() (env *envtest.Environment, c client.Client, stop func(), err error) {
+// Start starts New's control plane, changed first by configure (WebhookInstallOptions, say), and
+// returns it with a client on Scheme that reads straight from the apiserver (no cache), so tests
+// see what is stored. stop stops the control plane and reports a failure to stop on stderr; on an
+// error nothing is left running.
+func Start(configure ...func(*envtest.Environment)) (env *envtest.Environment, c client.Client, stop func(), err error) {
 	if env, err = New(); err != nil {
 		return nil, nil, nil, err
+	}
+	for _, f := range configure {
+		f(env)
 	}
 	if _, err = env.Start(); err != nil {
 		return nil, nil, nil, fmt.Errorf("starting envtest: %w", err)
@@ -39,14 +43,19 @@ func Start() (env *envtest.Environment, c client.Client, stop func(), err error)
 // StartManager starts a manager on cfg with Scheme, no metrics or health probe listeners and
 // controller name validation off (a test process may start several managers), after setup has
 // added the components under test (the controllers, say: this package cannot import them).
-// stop cancels the manager and waits until it has stopped, reporting an error on stderr.
-func StartManager(cfg *rest.Config, setup func(ctrl.Manager) error) (stop func(), err error) {
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+// configure may change the options first (a webhook server, say). stop cancels the manager and
+// waits until it has stopped, reporting an error on stderr.
+func StartManager(cfg *rest.Config, setup func(ctrl.Manager) error, configure ...func(*ctrl.Options)) (stop func(), err error) {
+	opts := ctrl.Options{
 		Scheme:                 Scheme(),
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
 		Controller:             config.Controller{SkipNameValidation: ptr.To(true)},
-	})
+	}
+	for _, f := range configure {
+		f(&opts)
+	}
+	mgr, err := ctrl.NewManager(cfg, opts)
 	if err != nil {
 		return nil, err
 	}
