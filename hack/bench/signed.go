@@ -240,7 +240,7 @@ func signedKinds(ctx context.Context, c config, cl client.Client, kc, noop *proc
 		return nil, err
 	}
 	if err := waitAllowed(ctx, kc.grpcAddr, tokenRequest(repeated[0])); err != nil {
-		return nil, fmt.Errorf("AppToken: %w", err)
+		return nil, fmt.Errorf("the AppToken: %w", err)
 	}
 	repeatedReqs := make([]*authv3.CheckRequest, len(repeated))
 	for i, t := range repeated {
@@ -252,7 +252,7 @@ func signedKinds(ctx context.Context, c config, cl client.Client, kc, noop *proc
 	}
 	for _, l := range lics {
 		if err := waitAllowed(ctx, kc.grpcAddr, licenseRequest(l.key, l.instance)); err != nil {
-			return nil, fmt.Errorf("License: %w", err)
+			return nil, fmt.Errorf("licence: %w", err)
 		}
 	}
 	licReqs := make([]*authv3.CheckRequest, len(lics))

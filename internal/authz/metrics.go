@@ -49,10 +49,3 @@ func init() {
 		durationByProt[p] = checkDuration.WithLabelValues(proto)
 	}
 }
-
-func protoIndex(protocol string) int {
-	if protocol == protocolHTTP {
-		return 1
-	}
-	return 0
-}

@@ -65,33 +65,92 @@ func (r *Record) DeepCopyObject() runtime.Object { c := *r; return &c }
 
 // The metav1.Object accessors the informer store uses; everything else is empty.
 
-func (r *Record) GetNamespace() string                          { return r.namespace }
-func (r *Record) SetNamespace(string)                           {}
-func (r *Record) GetName() string                               { return r.name }
-func (r *Record) SetName(string)                                {}
-func (r *Record) GetGenerateName() string                       { return "" }
-func (r *Record) SetGenerateName(string)                        {}
-func (r *Record) GetUID() types.UID                             { return r.uid }
-func (r *Record) SetUID(types.UID)                              {}
-func (r *Record) GetResourceVersion() string                    { return r.resourceVersion }
-func (r *Record) SetResourceVersion(string)                     {}
-func (r *Record) GetGeneration() int64                          { return 0 }
-func (r *Record) SetGeneration(int64)                           {}
-func (r *Record) GetSelfLink() string                           { return "" }
-func (r *Record) SetSelfLink(string)                            {}
-func (r *Record) GetCreationTimestamp() metav1.Time             { return metav1.Time{} }
-func (r *Record) SetCreationTimestamp(metav1.Time)              {}
-func (r *Record) GetDeletionTimestamp() *metav1.Time            { return nil }
-func (r *Record) SetDeletionTimestamp(*metav1.Time)             {}
-func (r *Record) GetDeletionGracePeriodSeconds() *int64         { return nil }
-func (r *Record) SetDeletionGracePeriodSeconds(*int64)          {}
-func (r *Record) GetLabels() map[string]string                  { return nil }
-func (r *Record) SetLabels(map[string]string)                   {}
-func (r *Record) GetAnnotations() map[string]string             { return nil }
-func (r *Record) SetAnnotations(map[string]string)              {}
-func (r *Record) GetFinalizers() []string                       { return nil }
-func (r *Record) SetFinalizers([]string)                        {}
-func (r *Record) GetOwnerReferences() []metav1.OwnerReference   { return nil }
-func (r *Record) SetOwnerReferences([]metav1.OwnerReference)    {}
+// GetNamespace implements metav1.Object.
+func (r *Record) GetNamespace() string { return r.namespace }
+
+// SetNamespace implements metav1.Object.
+func (r *Record) SetNamespace(string) {}
+
+// GetName implements metav1.Object.
+func (r *Record) GetName() string { return r.name }
+
+// SetName implements metav1.Object.
+func (r *Record) SetName(string) {}
+
+// GetGenerateName implements metav1.Object.
+func (r *Record) GetGenerateName() string { return "" }
+
+// SetGenerateName implements metav1.Object.
+func (r *Record) SetGenerateName(string) {}
+
+// GetUID implements metav1.Object.
+func (r *Record) GetUID() types.UID { return r.uid }
+
+// SetUID implements metav1.Object.
+func (r *Record) SetUID(types.UID) {}
+
+// GetResourceVersion implements metav1.Object.
+func (r *Record) GetResourceVersion() string { return r.resourceVersion }
+
+// SetResourceVersion implements metav1.Object.
+func (r *Record) SetResourceVersion(string) {}
+
+// GetGeneration implements metav1.Object.
+func (r *Record) GetGeneration() int64 { return 0 }
+
+// SetGeneration implements metav1.Object.
+func (r *Record) SetGeneration(int64) {}
+
+// GetSelfLink implements metav1.Object.
+func (r *Record) GetSelfLink() string { return "" }
+
+// SetSelfLink implements metav1.Object.
+func (r *Record) SetSelfLink(string) {}
+
+// GetCreationTimestamp implements metav1.Object.
+func (r *Record) GetCreationTimestamp() metav1.Time { return metav1.Time{} }
+
+// SetCreationTimestamp implements metav1.Object.
+func (r *Record) SetCreationTimestamp(metav1.Time) {}
+
+// GetDeletionTimestamp implements metav1.Object.
+func (r *Record) GetDeletionTimestamp() *metav1.Time { return nil }
+
+// SetDeletionTimestamp implements metav1.Object.
+func (r *Record) SetDeletionTimestamp(*metav1.Time) {}
+
+// GetDeletionGracePeriodSeconds implements metav1.Object.
+func (r *Record) GetDeletionGracePeriodSeconds() *int64 { return nil }
+
+// SetDeletionGracePeriodSeconds implements metav1.Object.
+func (r *Record) SetDeletionGracePeriodSeconds(*int64) {}
+
+// GetLabels implements metav1.Object.
+func (r *Record) GetLabels() map[string]string { return nil }
+
+// SetLabels implements metav1.Object.
+func (r *Record) SetLabels(map[string]string) {}
+
+// GetAnnotations implements metav1.Object.
+func (r *Record) GetAnnotations() map[string]string { return nil }
+
+// SetAnnotations implements metav1.Object.
+func (r *Record) SetAnnotations(map[string]string) {}
+
+// GetFinalizers implements metav1.Object.
+func (r *Record) GetFinalizers() []string { return nil }
+
+// SetFinalizers implements metav1.Object.
+func (r *Record) SetFinalizers([]string) {}
+
+// GetOwnerReferences implements metav1.Object.
+func (r *Record) GetOwnerReferences() []metav1.OwnerReference { return nil }
+
+// SetOwnerReferences implements metav1.Object.
+func (r *Record) SetOwnerReferences([]metav1.OwnerReference) {}
+
+// GetManagedFields implements metav1.Object.
 func (r *Record) GetManagedFields() []metav1.ManagedFieldsEntry { return nil }
-func (r *Record) SetManagedFields([]metav1.ManagedFieldsEntry)  {}
+
+// SetManagedFields implements metav1.Object.
+func (r *Record) SetManagedFields([]metav1.ManagedFieldsEntry) {}
