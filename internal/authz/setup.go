@@ -40,8 +40,8 @@ import (
 // +kubebuilder:rbac:groups=keycap.dev,resources=apikeys/status;agentkeys/status;apptokens/status;licenses/status,verbs=patch
 // It reads the public signing keys (the ConfigMap keycap-public-keys in the operator namespace;
 // never the Secret) with uncached gets, and licence activations patch License status (above) after
-// an uncached get of the License.
-// +kubebuilder:rbac:groups="",resources=configmaps,verbs=get
+// an uncached get of the License. That one ConfigMap is all it may read besides the four kinds.
+// +kubebuilder:rbac:groups="",namespace=keycap-system,resources=configmaps,resourceNames=keycap-public-keys,verbs=get
 
 // Options configure the data plane.
 type Options struct {

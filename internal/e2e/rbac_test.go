@@ -114,6 +114,9 @@ func TestShippedRBAC(t *testing.T) {
 		"the data plane reads ApiKeys":                  {authzSA, "list", "apikeys.keycap.dev", true},
 		"the data plane cannot read Secrets":            {authzSA, "get", "secrets", false},
 		"the data plane cannot change a spec":           {authzSA, "update", "apikeys.keycap.dev", false},
+		"the data plane reads the public keys":          {authzSA, "get", "configmaps/keycap-public-keys -n keycap-system", true},
+		"the data plane reads no other ConfigMap":       {authzSA, "get", "configmaps/other -n keycap-system", false},
+		"the data plane reads no ConfigMap elsewhere":   {authzSA, "get", "configmaps/keycap-public-keys", false},
 		"the operator writes Secrets":                   {managerSA, "create", "secrets", true},
 		"the operator writes status":                    {managerSA, "patch", "apikeys.keycap.dev --subresource=status", true},
 	}
@@ -122,7 +125,10 @@ func TestShippedRBAC(t *testing.T) {
 			g := gomega.NewWithT(t)
 			// `kubectl auth can-i` exits 1 for "no"; its answer is on stdout either way.
 			args := append([]string{"auth", "can-i", tc.verb}, strings.Fields(tc.resource)...)
-			out, _ := admin(append(args, "-n", "default", "--as", tc.as)...)
+			if !strings.Contains(tc.resource, "-n ") {
+				args = append(args, "-n", "default")
+			}
+			out, _ := admin(append(args, "--as", tc.as)...)
 			want := map[bool]string{true: "yes", false: "no"}[tc.allowed]
 			g.Expect(strings.TrimSpace(out)).To(gomega.Equal(want))
 		})
