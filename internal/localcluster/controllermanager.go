@@ -92,7 +92,7 @@ func (c *Cluster) waitGarbageCollector(ctx context.Context) error {
 	for {
 		for _, ch := range []*child{c.etcd, c.apiSrv, c.kcm} {
 			if exited, werr := ch.exited(); exited {
-				return fmt.Errorf("%s exited (%v) before the garbage collector ran; see %s:\n%s", ch.name, werr, ch.logPath, ch.logTail())
+				return fmt.Errorf("%s exited (%v) before the garbage collector ran; see %s:\n%s", ch.name, werr, ch.logPath, ch.logTail()) //nolint:errorlint // nil after a clean exit: reported, not wrapped
 			}
 		}
 		_, err := core.CoreV1().ConfigMaps(metav1.NamespaceSystem).Get(ctx, probe.Name, metav1.GetOptions{})
@@ -110,7 +110,7 @@ func (c *Cluster) waitGarbageCollector(ctx context.Context) error {
 			cleanup, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			_ = core.CoreV1().ConfigMaps(metav1.NamespaceSystem).Delete(cleanup, probe.Name, metav1.DeleteOptions{})
 			cancel()
-			return fmt.Errorf("kube-controller-manager's garbage collector not working (last: %v); see %s:\n%s", last, c.kcm.logPath, c.kcm.logTail())
+			return fmt.Errorf("kube-controller-manager's garbage collector not working (last: %v); see %s:\n%s", last, c.kcm.logPath, c.kcm.logTail()) //nolint:errorlint // may be nil: reported, not wrapped
 		case <-tick.C:
 		}
 	}

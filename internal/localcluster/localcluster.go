@@ -233,7 +233,7 @@ func (c *Cluster) waitReady(ctx context.Context) error {
 	for {
 		for _, ch := range []*child{c.etcd, c.apiSrv} {
 			if exited, werr := ch.exited(); exited {
-				return fmt.Errorf("%s exited (%v) before the apiserver became ready; see %s:\n%s", ch.name, werr, ch.logPath, ch.logTail())
+				return fmt.Errorf("%s exited (%v) before the apiserver became ready; see %s:\n%s", ch.name, werr, ch.logPath, ch.logTail()) //nolint:errorlint // nil after a clean exit: reported, not wrapped
 			}
 		}
 		resp, err := client.Get(cfg.Host + "/readyz")
@@ -247,7 +247,7 @@ func (c *Cluster) waitReady(ctx context.Context) error {
 		last = err
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("kube-apiserver not ready (last: %v); see %s", last, c.apiSrv.logPath)
+			return fmt.Errorf("kube-apiserver not ready (last: %v); see %s", last, c.apiSrv.logPath) //nolint:errorlint // may be nil: reported, not wrapped
 		case <-tick.C:
 		}
 	}
