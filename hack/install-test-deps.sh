@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system packages keycap's tests run for real, when they are missing:
-#   nginx                        forward-auth proxy in the e2e tests (run as a plain binary with
-#                                the test's own config; the package's service is never started)
-#   chromium, chromium-driver    headless browser for the SSO login-link test (chromedp)
+#   nginx    forward-auth proxy in the e2e tests (run as a plain binary with the test's own
+#            config; the package's service is never started)
 # Idempotent and quiet when everything is present. Needs root or sudo for apt-get.
 set -euo pipefail
 
@@ -10,8 +9,6 @@ log() { echo "install-test-deps: $*" >&2; }
 
 missing=()
 command -v nginx >/dev/null 2>&1 || [[ -x /usr/sbin/nginx ]] || missing+=(nginx-light)
-command -v chromium >/dev/null 2>&1 || missing+=(chromium)
-command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 ((${#missing[@]} == 0)) && exit 0
 
 if ! command -v apt-get >/dev/null 2>&1; then
