@@ -284,3 +284,47 @@ func TestNginxAuthRequest(t *testing.T) {
 		}).WithTimeout(revocationTimeout).WithPolling(10 * time.Millisecond).Should(gomega.Equal("NOT_FOUND"))
 	})
 }
+
+func TestNginxAgentKeys(t *testing.T) {
+	ns := newNamespace(t)
+	_, parent := createApiKey(t, ns, "account", nil)
+	agentKey, _ := createAgentKey(t, ns, "bot", "account", []string{"videos:read", "billing:read"})
+	base := startNginx(t, ns)
+	g := gomega.NewWithT(t)
+	g.Eventually(func() int {
+		return getVia(t, base+"/videos/1", hdr("X-Api-Key", agentKey)).status
+	}).WithTimeout(propagationTimeout).Should(gomega.Equal(http.StatusOK))
+
+	t.Run("an agent key passes with the agent and its parent, and scopes narrowed to the parent's", func(t *testing.T) {
+		g := gomega.NewWithT(t)
+		a := getVia(t, base+"/videos/1", hdr("Authorization", "Bearer "+agentKey, "X-Keycap-Parent", "forged"))
+		g.Expect(a.status).To(gomega.Equal(http.StatusOK))
+		seen := a.seen.Headers
+		g.Expect(seen.Get("X-Keycap-Kind")).To(gomega.Equal("AgentKey"))
+		g.Expect(seen.Get("X-Keycap-Name")).To(gomega.Equal("bot"))
+		g.Expect(seen.Get("X-Keycap-Agent")).To(gomega.Equal("agent-bot"))
+		g.Expect(seen.Get("X-Keycap-Parent")).To(gomega.Equal("account"))
+		g.Expect(seen.Get("X-Keycap-Scopes")).To(gomega.Equal("videos:read"))
+		g.Expect(seen).NotTo(gomega.HaveKey("Authorization"))
+		g.Expect(a.rawBody).NotTo(gomega.ContainSubstring(agentKey))
+	})
+
+	t.Run("a route needing a scope the agent key lacks is forbidden", func(t *testing.T) {
+		a := getVia(t, base+"/admin/users", hdr("X-Api-Key", agentKey))
+		gomega.NewWithT(t).Expect(a.status).To(gomega.Equal(http.StatusForbidden))
+		gomega.NewWithT(t).Expect(a.reason).To(gomega.Equal("INSUFFICIENT_SCOPE"))
+	})
+
+	t.Run("disabling the parent refuses the agent key, enabling it restores it", func(t *testing.T) {
+		g := gomega.NewWithT(t)
+		setDisabled(t, parent, true)
+		g.Eventually(func() string {
+			return getVia(t, base+"/videos/1", hdr("X-Api-Key", agentKey)).reason
+		}).WithTimeout(revocationTimeout).Should(gomega.Equal("PARENT_INACTIVE"))
+		g.Expect(getVia(t, base+"/videos/1", hdr("X-Api-Key", agentKey)).status).To(gomega.Equal(http.StatusUnauthorized))
+		setDisabled(t, parent, false)
+		g.Eventually(func() int {
+			return getVia(t, base+"/videos/1", hdr("X-Api-Key", agentKey)).status
+		}).WithTimeout(propagationTimeout).Should(gomega.Equal(http.StatusOK))
+	})
+}
