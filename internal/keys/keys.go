@@ -72,7 +72,7 @@ func Check(key string) error {
 	if validatePrefix(body[:first]) != nil || !isBase62(body[first+1:]) || !isBase62(key[last+1:]) {
 		return ErrMalformed
 	}
-	if checksum(body) != key[last+1:] {
+	if sum := checksumBytes(body); string(sum[:]) != key[last+1:] {
 		return ErrChecksum
 	}
 	return nil
@@ -170,11 +170,23 @@ func randomBase62(n int) (string, error) {
 // checksum encodes the CRC-32 of body as exactly ChecksumLength base62 characters
 // (62^6 > 2^32, so every CRC-32 fits).
 func checksum(body string) string {
-	v := crc32.ChecksumIEEE([]byte(body))
+	out := checksumBytes(body)
+	return string(out[:])
+}
+
+// checksumBytes is checksum without allocating (Check runs on the data plane's hot path): the
+// table-driven CRC-32 (IEEE) of the string itself, which crc32.ChecksumIEEE would need as a
+// heap-allocated []byte.
+func checksumBytes(body string) [ChecksumLength]byte {
+	crc := ^uint32(0)
+	for i := 0; i < len(body); i++ {
+		crc = crc32.IEEETable[byte(crc)^body[i]] ^ crc>>8
+	}
+	v := ^crc
 	var out [ChecksumLength]byte
 	for i := ChecksumLength - 1; i >= 0; i-- {
 		out[i] = base62[v%62]
 		v /= 62
 	}
-	return string(out[:])
+	return out
 }
