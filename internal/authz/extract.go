@@ -81,8 +81,28 @@ const maxKeyHeaders = 16
 // headerValues holds the values of each credential header of one request, indexed like
 // extractor.names. It lives on the caller's stack: filling and reading it allocates nothing.
 type headerValues struct {
-	v   [maxKeyHeaders][]string
-	one [maxKeyHeaders]string
+	// one[i] is header i's value in a CheckRequest's headers map, when hasOne's bit i is set; it
+	// comes before the values in v[i]. (Kept apart from v rather than sliced into it: a slice of
+	// itself would move the whole struct to the heap on every request.)
+	one    [maxKeyHeaders]string
+	hasOne uint32
+	v      [maxKeyHeaders][]string
+}
+
+// count returns how many values header i has.
+func (hv *headerValues) count(i int) int {
+	return len(hv.v[i]) + int(hv.hasOne>>uint(i)&1)
+}
+
+// value returns header i's j-th value.
+func (hv *headerValues) value(i, j int) string {
+	if hv.hasOne&(1<<uint(i)) != 0 {
+		if j == 0 {
+			return hv.one[i]
+		}
+		j--
+	}
+	return hv.v[i][j]
 }
 
 // extractor finds the credential of a request in the configured headers.
@@ -139,7 +159,7 @@ func (e *extractor) fromGRPC(m map[string]string, hm *corev3.HeaderMap, hv *head
 	for i, name := range e.names {
 		if v, ok := m[name]; ok {
 			hv.one[i] = v
-			hv.v[i] = hv.one[i : i+1 : i+1]
+			hv.hasOne |= 1 << uint(i)
 		}
 	}
 	for _, h := range hm.GetHeaders() {
@@ -174,7 +194,8 @@ func (e *extractor) extract(hv *headerValues) (presented, Reason) {
 	var p presented
 	count := 0
 	for i, name := range e.names {
-		for _, v := range hv.v[i] {
+		for j, n := 0, hv.count(i); j < n; j++ {
+			v := hv.value(i, j)
 			if name == HeaderAuthorization {
 				token, isBearer := bearer(v)
 				if !isBearer {

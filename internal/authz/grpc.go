@@ -133,28 +133,52 @@ func (dp *DataPlane) grpcAllowed(d *Decision, p presented) *authv3.CheckResponse
 		names[5], values[5] = HeaderEntitlements, c.License.EntitlementsHeader
 		n = 6
 	}
-	// One allocation for every option and one for every header, instead of two per header.
-	opts := make([]corev3.HeaderValueOption, n)
-	hvs := make([]corev3.HeaderValue, n)
-	ptrs := make([]*corev3.HeaderValueOption, n)
+	// The whole answer is one allocation: the response messages and every header option, value
+	// and pointer, sized for the common five headers or for seven. (The identity headers are not
+	// cached per credential: that would cost memory per key, and an answer is collected young.)
+	var (
+		resp *grpcOK
+		opts []corev3.HeaderValueOption
+		hvs  []corev3.HeaderValue
+		ptrs []*corev3.HeaderValueOption
+	)
+	if n <= 5 {
+		a := &struct {
+			grpcOK
+			opts [5]corev3.HeaderValueOption
+			hvs  [5]corev3.HeaderValue
+			ptrs [5]*corev3.HeaderValueOption
+		}{}
+		resp, opts, hvs, ptrs = &a.grpcOK, a.opts[:n:n], a.hvs[:n:n], a.ptrs[:n:n]
+	} else {
+		a := &struct {
+			grpcOK
+			opts [7]corev3.HeaderValueOption
+			hvs  [7]corev3.HeaderValue
+			ptrs [7]*corev3.HeaderValueOption
+		}{}
+		resp, opts, hvs, ptrs = &a.grpcOK, a.opts[:n:n], a.hvs[:n:n], a.ptrs[:n:n]
+	}
 	for i := range n {
 		hvs[i].Key, hvs[i].Value = names[i], values[i]
 		opts[i].Header = &hvs[i]
 		opts[i].AppendAction = corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD
 		ptrs[i] = &opts[i]
 	}
-	resp := &struct {
-		r  authv3.CheckResponse
-		ok authv3.CheckResponse_OkResponse
-		o  authv3.OkHttpResponse
-		s  rpcstatus.Status
-	}{}
 	resp.o.Headers = ptrs
 	resp.o.HeadersToRemove = dp.extractor.toRemove(p.from, variant)
 	resp.ok.OkResponse = &resp.o
 	resp.r.HttpResponse = &resp.ok
 	resp.r.Status = &resp.s
 	return &resp.r
+}
+
+// grpcOK holds the messages of an allowed answer, allocated together.
+type grpcOK struct {
+	r  authv3.CheckResponse
+	ok authv3.CheckResponse_OkResponse
+	o  authv3.OkHttpResponse
+	s  rpcstatus.Status
 }
 
 func (dp *DataPlane) grpcDenied(r Reason) *authv3.CheckResponse {
