@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"time"
+	"unique"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	toolscache "k8s.io/client-go/tools/cache"
@@ -68,7 +69,7 @@ func (ix *Index) remove(o any) {
 	}
 	switch obj := o.(type) {
 	case *Record:
-		ix.Delete(ObjectKey{Kind: obj.Credential.Kind, Namespace: obj.namespace, Name: obj.name})
+		ix.Delete(ObjectKey{Kind: obj.Credential.Kind, Namespace: obj.Credential.Namespace, Name: obj.Credential.Name})
 	case *keycapv1alpha1.ApiKey:
 		ix.Delete(ObjectKey{Kind: KindApiKey, Namespace: obj.Namespace, Name: obj.Name})
 	case *keycapv1alpha1.AgentKey:
@@ -84,9 +85,8 @@ func (ix *Index) remove(o any) {
 func FromApiKey(k *keycapv1alpha1.ApiKey) (*Credential, []KeyDigest) {
 	c := &Credential{
 		Kind:      KindApiKey,
-		Namespace: k.Namespace,
+		Namespace: intern(k.Namespace),
 		Name:      k.Name,
-		UID:       string(k.UID),
 		KeyID:     k.Status.KeyID,
 		Disabled:  k.Spec.Disabled,
 		ExpiresAt: expiry(k.CreationTimestamp, k.Spec.Lifetime, k.Status.ExpiresAt),
@@ -102,9 +102,8 @@ func FromApiKey(k *keycapv1alpha1.ApiKey) (*Credential, []KeyDigest) {
 func FromAgentKey(k *keycapv1alpha1.AgentKey) (*Credential, []KeyDigest) {
 	c := &Credential{
 		Kind:       KindAgentKey,
-		Namespace:  k.Namespace,
+		Namespace:  intern(k.Namespace),
 		Name:       k.Name,
-		UID:        string(k.UID),
 		KeyID:      k.Status.KeyID,
 		Disabled:   k.Spec.Disabled,
 		ExpiresAt:  expiry(k.CreationTimestamp, k.Spec.Lifetime, k.Status.ExpiresAt),
@@ -124,9 +123,8 @@ func FromAgentKey(k *keycapv1alpha1.AgentKey) (*Credential, []KeyDigest) {
 func FromAppToken(t *keycapv1alpha1.AppToken) (*Credential, []KeyDigest) {
 	c := &Credential{
 		Kind:      KindAppToken,
-		Namespace: t.Namespace,
+		Namespace: intern(t.Namespace),
 		Name:      t.Name,
-		UID:       string(t.UID),
 		KeyID:     t.Status.KeyID,
 		Disabled:  t.Spec.Disabled,
 		ExpiresAt: expiry(t.CreationTimestamp, keycapv1alpha1.Lifetime{ExpiresAt: t.Spec.ExpiresAt}, t.Status.ExpiresAt),
@@ -142,9 +140,8 @@ func FromAppToken(t *keycapv1alpha1.AppToken) (*Credential, []KeyDigest) {
 func FromLicense(l *keycapv1alpha1.License) (*Credential, []KeyDigest) {
 	c := &Credential{
 		Kind:      KindLicense,
-		Namespace: l.Namespace,
+		Namespace: intern(l.Namespace),
 		Name:      l.Name,
-		UID:       string(l.UID),
 		KeyID:     l.Status.KeyID,
 		Disabled:  l.Spec.Disabled,
 		ExpiresAt: expiry(l.CreationTimestamp, l.Spec.Lifetime, l.Status.ExpiresAt),
@@ -171,8 +168,16 @@ func FromLicense(l *keycapv1alpha1.License) (*Credential, []KeyDigest) {
 
 func setScopes(c *Credential, scopes []string) {
 	c.Scopes = NormalizeScopes(scopes)
-	c.ScopesHeader = joinScopes(c.Scopes)
+	for i, s := range c.Scopes {
+		c.Scopes[i] = intern(s)
+	}
+	c.ScopesHeader = intern(joinScopes(c.Scopes))
 }
+
+// intern returns the canonical copy of s, so that the namespaces and scopes many credentials
+// share are held once rather than once per credential (the decoded object's copies become
+// garbage). Canonical copies nobody uses any more are collected.
+func intern(s string) string { return unique.Make(s).Value() }
 
 func joinScopes(scopes []string) string {
 	n := 0

@@ -94,9 +94,6 @@ type Credential struct {
 	// unknown or deleted.
 	Parent *Slot
 
-	// UID identifies the object.
-	UID string
-
 	// License holds what a request-time licence decision needs; nil for the other kinds.
 	License *LicenseData
 
@@ -197,8 +194,9 @@ type Slot struct {
 	// lastUsedMark is the unix-nano time this replica last queued a lastUsedAt write for the
 	// object; the data plane throttles writes with it.
 	lastUsedMark atomic.Int64
-	// owned are the digests this object put into the table; guarded by Index.mu.
-	owned []ownedDigest
+	// owned are the digests this object put into the table (the slice Upsert was given, shared
+	// with the informer cache's Record, never modified); guarded by Index.mu.
+	owned []KeyDigest
 }
 
 // Load returns the slot's current credential, or nil when the object does not exist (now).
@@ -248,11 +246,6 @@ type Index struct {
 	byKeyID sync.Map
 }
 
-type ownedDigest struct {
-	d        Digest
-	notAfter time.Time
-}
-
 // New returns an empty index.
 func New() *Index {
 	ix := &Index{
@@ -296,7 +289,8 @@ type KeyDigest struct {
 }
 
 // Upsert publishes cred and makes exactly digests point to it. Digests the object listed before
-// and lists no more are removed.
+// and lists no more are removed. The index keeps digests (a Record's, shared with the informer
+// cache): the caller must not modify it afterwards.
 func (ix *Index) Upsert(cred *Credential, digests []KeyDigest) {
 	key := ObjectKey{Kind: cred.Kind, Namespace: cred.Namespace, Name: cred.Name}
 	ix.mu.Lock()
@@ -320,28 +314,25 @@ func (ix *Index) Upsert(cred *Credential, digests []KeyDigest) {
 	}
 
 	old := slot.owned
-	var next []ownedDigest
+	var next []KeyDigest
 	if len(digests) > 0 {
-		next = make([]ownedDigest, 0, len(digests))
-		for _, kd := range digests {
-			next = append(next, ownedDigest{d: kd.Digest, notAfter: kd.NotAfter})
-		}
+		next = digests
 	}
 	// Remove the digests no longer listed first, so a rotation without grace revokes the old key
 	// before anything else happens.
 	for _, o := range old {
-		if !containsDigest(next, o.d) {
-			ix.unclaimLocked(o.d, slot)
+		if !containsDigest(next, o.Digest) {
+			ix.unclaimLocked(o.Digest, slot)
 		}
 	}
 	for _, n := range next {
-		i := indexDigest(old, n.d)
+		i := indexDigest(old, n.Digest)
 		switch {
 		case i < 0:
-			ix.claimLocked(n.d, slot, n.notAfter)
-		case !old[i].notAfter.Equal(n.notAfter):
-			if _, conflicted := ix.conflicts[n.d]; !conflicted {
-				ix.setLocked(n.d, &Entry{Slot: slot, NotAfter: n.notAfter})
+			ix.claimLocked(n.Digest, slot, n.NotAfter)
+		case !old[i].NotAfter.Equal(n.NotAfter):
+			if _, conflicted := ix.conflicts[n.Digest]; !conflicted {
+				ix.setLocked(n.Digest, &Entry{Slot: slot, NotAfter: n.NotAfter})
 			}
 		}
 	}
@@ -358,7 +349,7 @@ func (ix *Index) Delete(key ObjectKey) {
 		return
 	}
 	for _, o := range slot.owned {
-		ix.unclaimLocked(o.d, slot)
+		ix.unclaimLocked(o.Digest, slot)
 	}
 	slot.owned = nil
 	if prev := slot.cred.Swap(nil); prev != nil {
@@ -433,7 +424,7 @@ func (ix *Index) unclaimLocked(d Digest, slot *Slot) {
 			rest := owners[0]
 			var notAfter time.Time
 			if i := indexDigest(rest.owned, d); i >= 0 {
-				notAfter = rest.owned[i].notAfter
+				notAfter = rest.owned[i].NotAfter
 			}
 			ix.setLocked(d, &Entry{Slot: rest, NotAfter: notAfter})
 			return
@@ -458,11 +449,11 @@ func (ix *Index) setLocked(d Digest, e *Entry) {
 	s.mu.Unlock()
 }
 
-func containsDigest(list []ownedDigest, d Digest) bool { return indexDigest(list, d) >= 0 }
+func containsDigest(list []KeyDigest, d Digest) bool { return indexDigest(list, d) >= 0 }
 
-func indexDigest(list []ownedDigest, d Digest) int {
+func indexDigest(list []KeyDigest, d Digest) int {
 	for i := range list {
-		if list[i].d == d {
+		if list[i].Digest == d {
 			return i
 		}
 	}

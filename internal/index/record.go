@@ -15,8 +15,9 @@ import (
 // instead of the whole decoded object. It implements runtime.Object and metav1.Object so the
 // informer store can key and index it; its setters are no-ops. It is immutable.
 type Record struct {
-	name, namespace, resourceVersion string
-	uid                              types.UID
+	// The name and namespace are the Credential's.
+	resourceVersion string
+	uid             types.UID
 	// Credential and Digests are what Upsert takes.
 	Credential *Credential
 	Digests    []KeyDigest
@@ -47,7 +48,7 @@ func RecordOf(obj any) *Record {
 		return nil
 	}
 	return &Record{
-		name: meta.Name, namespace: meta.Namespace, resourceVersion: meta.ResourceVersion, uid: meta.UID,
+		resourceVersion: meta.ResourceVersion, uid: meta.UID,
 		Credential: cred, Digests: digests,
 	}
 }
@@ -66,13 +67,13 @@ func (r *Record) DeepCopyObject() runtime.Object { c := *r; return &c }
 // The metav1.Object accessors the informer store uses; everything else is empty.
 
 // GetNamespace implements metav1.Object.
-func (r *Record) GetNamespace() string { return r.namespace }
+func (r *Record) GetNamespace() string { return r.Credential.Namespace }
 
 // SetNamespace implements metav1.Object.
 func (r *Record) SetNamespace(string) {}
 
 // GetName implements metav1.Object.
-func (r *Record) GetName() string { return r.name }
+func (r *Record) GetName() string { return r.Credential.Name }
 
 // SetName implements metav1.Object.
 func (r *Record) SetName(string) {}

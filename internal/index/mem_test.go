@@ -1,0 +1,53 @@
+package index
+
+import (
+	"fmt"
+	"runtime"
+	"strings"
+	"testing"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	keycapv1alpha1 "github.com/keycap-dev/keycap/api/v1alpha1"
+	"github.com/keycap-dev/keycap/internal/keys"
+)
+
+// benchApiKey returns an ApiKey as hack/bench creates it, every string separately allocated as
+// the informer's JSON decoding allocates it.
+func benchApiKey(i int) *keycapv1alpha1.ApiKey {
+	key, _ := keys.Generate("kc")
+	k := &keycapv1alpha1.ApiKey{ObjectMeta: metav1.ObjectMeta{
+		Namespace: strings.Clone("bench"), Name: fmt.Sprintf("bench-%06d", i),
+		UID:             types.UID(fmt.Sprintf("%08x-0000-4000-8000-%012x", i, i)),
+		ResourceVersion: fmt.Sprint(100000 + i),
+	}}
+	k.Spec.Scopes = []string{strings.Clone("bench:read"), strings.Clone("bench:write")}
+	k.Status.Digests = []string{keys.Digest(key)}
+	k.Status.KeyID = keys.KeyID(k.Status.Digests[0])
+	return k
+}
+
+// BenchmarkMemoryPerKey reports the live heap per credential of a data plane holding n ApiKeys
+// as its standalone cache does: each decoded object is turned into a Record (kept in a map keyed
+// "namespace/name" like the informer store) and upserted into the index, then dropped.
+func BenchmarkMemoryPerKey(b *testing.B) {
+	const n = 100_000
+	for b.Loop() {
+		runtime.GC()
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		store := make(map[string]any, n)
+		ix := New()
+		for i := range n {
+			r := RecordOf(benchApiKey(i))
+			store[r.GetNamespace()+"/"+r.GetName()] = r
+			ix.Upsert(r.Credential, r.Digests)
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/n, "heapB/key")
+		runtime.KeepAlive(store)
+		runtime.KeepAlive(ix)
+	}
+}
