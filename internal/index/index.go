@@ -189,7 +189,11 @@ type ObjectKey struct {
 // Slot holds the current Credential of one object. Slots are stable: the same *Slot serves an
 // object for the life of the index, so agent keys can point to their parent's.
 type Slot struct {
-	Key  ObjectKey
+	// current is the table entry of the object's current key(s), {Slot: itself}: kept in the
+	// slot, so the table's entries cost no allocation of their own and a lookup reads the entry
+	// and the credential pointer from the same memory.
+	current Entry
+	Key     ObjectKey
 	cred atomic.Pointer[Credential]
 	// lastUsedMark is the unix-nano time this replica last queued a lastUsedAt write for the
 	// object; the data plane throttles writes with it.
@@ -332,7 +336,7 @@ func (ix *Index) Upsert(cred *Credential, digests []KeyDigest) {
 			ix.claimLocked(n.Digest, slot, n.NotAfter)
 		case !old[i].NotAfter.Equal(n.NotAfter):
 			if _, conflicted := ix.conflicts[n.Digest]; !conflicted {
-				ix.setLocked(n.Digest, &Entry{Slot: slot, NotAfter: n.NotAfter})
+				ix.setLocked(n.Digest, entryFor(slot, n.NotAfter))
 			}
 		}
 	}
@@ -394,6 +398,7 @@ func (ix *Index) slotLocked(key ObjectKey) *Slot {
 	s, ok := ix.slots[key]
 	if !ok {
 		s = &Slot{Key: key}
+		s.current.Slot = s
 		ix.slots[key] = s
 	}
 	return s
@@ -409,7 +414,7 @@ func (ix *Index) claimLocked(d Digest, slot *Slot, notAfter time.Time) {
 		ix.setLocked(d, &Entry{Conflict: true})
 		return
 	}
-	ix.setLocked(d, &Entry{Slot: slot, NotAfter: notAfter})
+	ix.setLocked(d, entryFor(slot, notAfter))
 }
 
 func (ix *Index) unclaimLocked(d Digest, slot *Slot) {
@@ -426,7 +431,7 @@ func (ix *Index) unclaimLocked(d Digest, slot *Slot) {
 			if i := indexDigest(rest.owned, d); i >= 0 {
 				notAfter = rest.owned[i].NotAfter
 			}
-			ix.setLocked(d, &Entry{Slot: rest, NotAfter: notAfter})
+			ix.setLocked(d, entryFor(rest, notAfter))
 			return
 		}
 		ix.setLocked(d, nil)
@@ -435,6 +440,14 @@ func (ix *Index) unclaimLocked(d Digest, slot *Slot) {
 	if e, ok := ix.shards[d[0]].m[d]; ok && e.Slot == slot {
 		ix.setLocked(d, nil)
 	}
+}
+
+// entryFor returns the table entry of a digest slot lists until notAfter (zero: while listed).
+func entryFor(slot *Slot, notAfter time.Time) *Entry {
+	if notAfter.IsZero() {
+		return &slot.current
+	}
+	return &Entry{Slot: slot, NotAfter: notAfter}
 }
 
 // setLocked writes (or, with nil, deletes) the table entry of d.
