@@ -194,7 +194,7 @@ type Slot struct {
 	// and the credential pointer from the same memory.
 	current Entry
 	Key     ObjectKey
-	cred atomic.Pointer[Credential]
+	cred    atomic.Pointer[Credential]
 	// lastUsedMark is the unix-nano time this replica last queued a lastUsedAt write for the
 	// object; the data plane throttles writes with it.
 	lastUsedMark atomic.Int64
