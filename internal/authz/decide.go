@@ -149,30 +149,24 @@ func (a *authorizer) decide(key string, req Requirements) Decision {
 			scopes, out.Scopes = agentScopes(cred, parent)
 		}
 	}
-	if !namespaceAllowed(req.Namespaces, cred.Namespace) {
-		out.Reason = ReasonWrongNamespace
-		return out
-	}
-	if !scopesHeld(req.Scopes, scopes) {
-		out.Reason = ReasonInsufficientScope
-		return out
-	}
-	if requiresAny(req.Entitlements) {
-		out.Reason = ReasonMissingEntitlement
-		return out
-	}
-	out.Reason = ReasonOK
-	return out
+	return out.judgeRoute(req, scopes, nil)
 }
 
-// requiresAny reports whether the comma-separated lists name anything.
-func requiresAny(lists []string) bool {
-	for _, l := range lists {
-		if _, _, ok := nextPart(l); ok {
-			return true
-		}
+// judgeRoute sets the reason of a decision for a credential that is itself valid: the route's
+// namespaces, scopes and entitlements, in that order. Only licences hold entitlements, so for
+// other kinds any required entitlement is missing.
+func (d Decision) judgeRoute(req Requirements, scopes, entitlements []string) Decision {
+	switch {
+	case !namespaceAllowed(req.Namespaces, d.Credential.Namespace):
+		d.Reason = ReasonWrongNamespace
+	case !scopesHeld(req.Scopes, scopes):
+		d.Reason = ReasonInsufficientScope
+	case !scopesHeld(req.Entitlements, entitlements):
+		d.Reason = ReasonMissingEntitlement
+	default:
+		d.Reason = ReasonOK
 	}
-	return false
+	return d
 }
 
 // tokenReasons maps the verifier's reasons to the data plane's.
@@ -220,20 +214,7 @@ func (a *authorizer) decideToken(token string, req Requirements) Decision {
 	out := Decision{Credential: cred, Subject: v.Subject, slot: slot}
 	scopes := tokenScopes(cred, v)
 	out.Scopes = index.JoinScopes(scopes)
-	if !namespaceAllowed(req.Namespaces, cred.Namespace) {
-		out.Reason = ReasonWrongNamespace
-		return out
-	}
-	if !scopesHeld(req.Scopes, scopes) {
-		out.Reason = ReasonInsufficientScope
-		return out
-	}
-	if requiresAny(req.Entitlements) {
-		out.Reason = ReasonMissingEntitlement
-		return out
-	}
-	out.Reason = ReasonOK
-	return out
+	return out.judgeRoute(req, scopes, nil)
 }
 
 // tokenScopes returns the token's scopes that its AppToken still grants.
@@ -287,20 +268,7 @@ func (a *authorizer) decideLicense(key, instanceID string, req Requirements) Dec
 		return Decision{Reason: ReasonTooManyInstances}
 	}
 	out := Decision{Credential: cred, Scopes: cred.ScopesHeader, slot: entry.Slot}
-	if !namespaceAllowed(req.Namespaces, cred.Namespace) {
-		out.Reason = ReasonWrongNamespace
-		return out
-	}
-	if !scopesHeld(req.Scopes, cred.Scopes) {
-		out.Reason = ReasonInsufficientScope
-		return out
-	}
-	if !scopesHeld(req.Entitlements, cred.License.Entitlements) {
-		out.Reason = ReasonMissingEntitlement
-		return out
-	}
-	out.Reason = ReasonOK
-	return out
+	return out.judgeRoute(req, cred.Scopes, cred.License.Entitlements)
 }
 
 // agentScopes returns an agent key's effective scopes (its own intersected with its parent's)

@@ -42,11 +42,12 @@ func TestParseRequirements(t *testing.T) {
 	}
 }
 
-func TestRequiresAny(t *testing.T) {
+func TestRequirementsOnACredentialHoldingNothing(t *testing.T) {
+	// Non-licence credentials hold no entitlements: only a route that names none lets them pass.
 	g := gomega.NewWithT(t)
-	g.Expect(requiresAny(nil)).To(gomega.BeFalse())
-	g.Expect(requiresAny([]string{"", " , "})).To(gomega.BeFalse())
-	g.Expect(requiresAny([]string{"", "sso"})).To(gomega.BeTrue())
+	g.Expect(scopesHeld(nil, nil)).To(gomega.BeTrue())
+	g.Expect(scopesHeld([]string{"", " , "}, nil)).To(gomega.BeTrue())
+	g.Expect(scopesHeld([]string{"", "sso"}, nil)).To(gomega.BeFalse())
 }
 
 func TestGRPCLicenseHeaders(t *testing.T) {
