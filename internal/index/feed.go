@@ -83,37 +83,14 @@ func (ix *Index) remove(o any) {
 
 // FromApiKey returns the index's view of an ApiKey.
 func FromApiKey(k *keycapv1alpha1.ApiKey) (*Credential, []KeyDigest) {
-	c := &Credential{
-		Kind:      KindApiKey,
-		Namespace: intern(k.Namespace),
-		Name:      k.Name,
-		KeyID:     k.Status.KeyID,
-		Disabled:  k.Spec.Disabled,
-		ExpiresAt: expiry(k.CreationTimestamp, k.Spec.Lifetime, k.Status.ExpiresAt),
-	}
-	setScopes(c, k.Spec.Scopes)
-	if k.Status.LastUsedAt != nil {
-		c.LastUsedAt = k.Status.LastUsedAt.Time
-	}
+	c := newCredential(KindApiKey, &k.ObjectMeta, &k.Spec.CredentialSpec, k.Spec.Lifetime, &k.Status.CredentialStatus)
 	return c, keyDigests(k.Status.OpaqueKeyStatus)
 }
 
 // FromAgentKey returns the index's view of an AgentKey.
 func FromAgentKey(k *keycapv1alpha1.AgentKey) (*Credential, []KeyDigest) {
-	c := &Credential{
-		Kind:       KindAgentKey,
-		Namespace:  intern(k.Namespace),
-		Name:       k.Name,
-		KeyID:      k.Status.KeyID,
-		Disabled:   k.Spec.Disabled,
-		ExpiresAt:  expiry(k.CreationTimestamp, k.Spec.Lifetime, k.Status.ExpiresAt),
-		Agent:      k.Spec.Agent,
-		ParentName: k.Spec.APIKeyRef.Name,
-	}
-	setScopes(c, k.Spec.Scopes)
-	if k.Status.LastUsedAt != nil {
-		c.LastUsedAt = k.Status.LastUsedAt.Time
-	}
+	c := newCredential(KindAgentKey, &k.ObjectMeta, &k.Spec.CredentialSpec, k.Spec.Lifetime, &k.Status.CredentialStatus)
+	c.Agent, c.ParentName = k.Spec.Agent, k.Spec.APIKeyRef.Name
 	return c, keyDigests(k.Status.OpaqueKeyStatus)
 }
 
@@ -121,35 +98,14 @@ func FromAgentKey(k *keycapv1alpha1.AgentKey) (*Credential, []KeyDigest) {
 // it issued carries it in its jti) and lists no digests. Its expiry is the object's own
 // (status.expiresAt or spec.expiresAt); each token's exp is judged by the verifier.
 func FromAppToken(t *keycapv1alpha1.AppToken) (*Credential, []KeyDigest) {
-	c := &Credential{
-		Kind:      KindAppToken,
-		Namespace: intern(t.Namespace),
-		Name:      t.Name,
-		KeyID:     t.Status.KeyID,
-		Disabled:  t.Spec.Disabled,
-		ExpiresAt: expiry(t.CreationTimestamp, keycapv1alpha1.Lifetime{ExpiresAt: t.Spec.ExpiresAt}, t.Status.ExpiresAt),
-	}
-	setScopes(c, t.Spec.Scopes)
-	if t.Status.LastUsedAt != nil {
-		c.LastUsedAt = t.Status.LastUsedAt.Time
-	}
-	return c, nil
+	// An AppToken's duration is each token's lifetime, not the object's: only expiresAt bounds it.
+	lifetime := keycapv1alpha1.Lifetime{ExpiresAt: t.Spec.ExpiresAt}
+	return newCredential(KindAppToken, &t.ObjectMeta, &t.Spec.CredentialSpec, lifetime, &t.Status.CredentialStatus), nil
 }
 
 // FromLicense returns the index's view of a License, found by its licence key's digest.
 func FromLicense(l *keycapv1alpha1.License) (*Credential, []KeyDigest) {
-	c := &Credential{
-		Kind:      KindLicense,
-		Namespace: intern(l.Namespace),
-		Name:      l.Name,
-		KeyID:     l.Status.KeyID,
-		Disabled:  l.Spec.Disabled,
-		ExpiresAt: expiry(l.CreationTimestamp, l.Spec.Lifetime, l.Status.ExpiresAt),
-	}
-	setScopes(c, l.Spec.Scopes)
-	if l.Status.LastUsedAt != nil {
-		c.LastUsedAt = l.Status.LastUsedAt.Time
-	}
+	c := newCredential(KindLicense, &l.ObjectMeta, &l.Spec.CredentialSpec, l.Spec.Lifetime, &l.Status.CredentialStatus)
 	ld := &LicenseData{
 		Entitlements:     NormalizeScopes(l.Spec.Entitlements),
 		HeartbeatTimeout: activation.HeartbeatTimeout(&l.Spec),
@@ -164,6 +120,25 @@ func FromLicense(l *keycapv1alpha1.License) (*Credential, []KeyDigest) {
 	}
 	c.License = ld
 	return c, keyDigests(keycapv1alpha1.OpaqueKeyStatus{Digests: l.Status.Digests})
+}
+
+// newCredential fills what the index knows of every kind: identity, key ID, disabled, expiry
+// (the earliest of the spec's and the status's), scopes and when it was last used.
+func newCredential(kind string, meta *metav1.ObjectMeta, spec *keycapv1alpha1.CredentialSpec,
+	lifetime keycapv1alpha1.Lifetime, status *keycapv1alpha1.CredentialStatus) *Credential {
+	c := &Credential{
+		Kind:      kind,
+		Namespace: intern(meta.Namespace),
+		Name:      meta.Name,
+		KeyID:     status.KeyID,
+		Disabled:  spec.Disabled,
+		ExpiresAt: expiry(meta.CreationTimestamp, lifetime, status.ExpiresAt),
+	}
+	setScopes(c, spec.Scopes)
+	if status.LastUsedAt != nil {
+		c.LastUsedAt = status.LastUsedAt.Time
+	}
+	return c
 }
 
 func setScopes(c *Credential, scopes []string) {
