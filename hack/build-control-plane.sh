@@ -22,7 +22,19 @@ CACHE_ROOT="${KEYCAP_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/keycap}"
 BIN_DIR="$CACHE_ROOT/control-plane-$KUBE_VERSION-etcd-$ETCD_VERSION"
 STAGING_VERSION="v0.${KUBE_VERSION#v1.}"
 
-log() { echo "build-control-plane: $*" >&2; }
+START=$SECONDS
+log() { echo "build-control-plane: [$(elapsed)] $*" >&2; }
+elapsed() { local s=$((SECONDS - START)); printf '%dm%02ds' $((s / 60)) $((s % 60)); }
+
+# A cold build takes many minutes with nothing to print; a ticker says what is being built and for
+# how long, so neither the builder nor a second caller waiting on the lock looks hung.
+ticker_pid=""
+start_ticker() {
+  stop_ticker
+  ( while sleep 30; do log "still $1"; done ) &
+  ticker_pid=$!
+}
+stop_ticker() { if [[ -n $ticker_pid ]]; then kill "$ticker_pid" 2>/dev/null || true; wait "$ticker_pid" 2>/dev/null || true; ticker_pid=""; fi; }
 
 # The binaries built from k8s.io/kubernetes; only the missing ones are compiled.
 KUBE_CMDS=(kube-apiserver kube-controller-manager kubectl)
@@ -46,8 +58,10 @@ mkdir -p "$BIN_DIR"
 if command -v flock >/dev/null; then
   exec 9>"$CACHE_ROOT/build.lock"
   if ! flock -n 9; then
-    log "another build of the control plane is running; waiting for it"
+    log "another build of the control plane is running (lock $CACHE_ROOT/build.lock); waiting for it"
+    start_ticker "waiting for the other build of the control plane to finish"
     flock 9
+    stop_ticker
   fi
   if ! find_missing; then
     echo "$BIN_DIR"
@@ -55,12 +69,12 @@ if command -v flock >/dev/null; then
   fi
 fi
 WORK="$(mktemp -d "$CACHE_ROOT/build.XXXXXX")"
-trap 'rm -rf "$WORK" "$BIN_DIR"/.*.tmp.$$' EXIT
+trap 'stop_ticker; rm -rf "$WORK" "$BIN_DIR"/.*.tmp.$$' EXIT
 export GOFLAGS="-mod=mod" GOWORK=off CGO_ENABLED=0
 
 # ---- kube-apiserver, kube-controller-manager, kubectl ------------------------------------------
 if [[ ${#missing_kube[@]} -gt 0 ]]; then
-  log "building ${missing_kube[*]} $KUBE_VERSION from the Go module proxy (cold: ~5 min per binary on 2 cores)"
+  log "building ${missing_kube[*]} $KUBE_VERSION from the Go module proxy (cold, all three: about 20 min on 2 cores)"
   mkdir -p "$WORK/k8s" && cd "$WORK/k8s"
   go mod init keycap.local/control-plane >/dev/null 2>&1
   kube_mod="$(go mod download -json "k8s.io/kubernetes@$KUBE_VERSION" | sed -n 's/^\s*"GoMod": "\(.*\)",$/\1/p')"
@@ -91,9 +105,17 @@ if [[ ${#missing_kube[@]} -gt 0 ]]; then
     ldflags+=" -X $pkg.gitVersion=$KUBE_VERSION -X $pkg.gitMajor=$major -X $pkg.gitMinor=$minor"
     ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
   done
+  # One go build for all of them: the packages they share compile once and the links run in
+  # parallel (go build -o DIR/ writes one binary per main package).
+  pkgs=()
+  for cmd in "${missing_kube[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$cmd"); done
+  log "compiling ${missing_kube[*]}"
+  start_ticker "compiling ${missing_kube[*]}"
+  mkdir -p "$WORK/out"
+  go build -trimpath -ldflags "$ldflags" -o "$WORK/out/" "${pkgs[@]}"
+  stop_ticker
   for cmd in "${missing_kube[@]}"; do
-    log "compiling $cmd"
-    go build -trimpath -ldflags "$ldflags" -o "$BIN_DIR/.$cmd.tmp.$$" "k8s.io/kubernetes/cmd/$cmd"
+    mv "$WORK/out/$cmd" "$BIN_DIR/.$cmd.tmp.$$"
     mv "$BIN_DIR/.$cmd.tmp.$$" "$BIN_DIR/$cmd"
   done
 fi
@@ -117,7 +139,9 @@ func main() { etcdmain.Main(os.Args) }
 GO
   go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION" >/dev/null 2>&1
   go mod tidy >/dev/null 2>&1 || go mod tidy
+  start_ticker "compiling etcd"
   go build -trimpath -ldflags "-s -w -X go.etcd.io/etcd/api/v3/version.GitSHA=keycap" -o "$BIN_DIR/.etcd.tmp.$$" .
+  stop_ticker
   mv "$BIN_DIR/.etcd.tmp.$$" "$BIN_DIR/etcd"
 fi
 
