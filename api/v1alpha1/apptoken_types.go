@@ -67,6 +67,13 @@ type AppTokenStatus struct {
 	// signingKeyID is the kid of the key that signed the current token.
 	// +optional
 	SigningKeyID string `json:"signingKeyID,omitempty"`
+
+	// tokensNotBefore revokes every token issued before it: the data plane refuses a token whose
+	// iat is earlier. The controller sets it when the Secret is deleted or found holding a token
+	// keycap did not issue, so that deleting the Secret revokes the token it held, as it does an
+	// ApiKey's key. Tokens replaced by an ordinary renewal stay valid until their own exp.
+	// +optional
+	TokensNotBefore *metav1.Time `json:"tokensNotBefore,omitempty"`
 }
 
 // AppToken is an org-scoped service token issued as a signed JWT and renewed into its Secret

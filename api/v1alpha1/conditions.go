@@ -24,6 +24,10 @@ const (
 	// ReasonInvalidSpec: the spec cannot be acted on (a rule the admission webhook enforces was
 	// bypassed, e.g. while the webhook was down).
 	ReasonInvalidSpec = "InvalidSpec"
+	// ReasonDuplicateKey: another credential, created earlier, holds the same key digest (two
+	// creates raced past the webhook's uniqueness check). The oldest object keeps the key; this
+	// one is refused by the data plane until it gets a key of its own.
+	ReasonDuplicateKey = "DuplicateKey"
 	// ReasonError: an unexpected error; the controller retries with backoff.
 	ReasonError = "Error"
 )
