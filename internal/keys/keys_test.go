@@ -64,6 +64,36 @@ func TestCheck(t *testing.T) {
 	}
 }
 
+// TestChecksumKnownVectors pins the checksum encoding: secret scanners and other implementations
+// recognise keycap keys by it, so it must never change. The expected values were computed outside
+// this package (CRC-32/IEEE, then 6 base62 digits, most significant first, alphabet 0-9A-Za-z);
+// "123456789" is the standard CRC-32 check input (0xCBF43926).
+func TestChecksumKnownVectors(t *testing.T) {
+	cases := map[string]struct{ body, want string }{
+		"the CRC-32 check value":            {"123456789", "3jZRME"},
+		"the empty string (CRC 0)":          {"", "000000"},
+		"a key body with prefix and random": {"acme_0123456789ABCDEFGHIJabcdefghij", "3FF2AH"},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			if got := checksum(tc.body); got != tc.want {
+				t.Fatalf("checksum(%q) = %q, want %q", tc.body, got, tc.want)
+			}
+		})
+	}
+	// A complete key built outside this package is accepted, and one with the checksum of
+	// another encoding (hex of the CRC, the same digits least significant first) is refused.
+	const known = "acme_0123456789ABCDEFGHIJabcdefghij_3FF2AH"
+	if err := Check(known); err != nil {
+		t.Fatalf("Check(%q) = %v, want nil", known, err)
+	}
+	for _, wrong := range []string{"acme_0123456789ABCDEFGHIJabcdefghij_HA2FF3", "acme_0123456789ABCDEFGHIJabcdefghij_3ff2ah"} {
+		if err := Check(wrong); !errors.Is(err, ErrChecksum) {
+			t.Fatalf("Check(%q) = %v, want %v", wrong, err, ErrChecksum)
+		}
+	}
+}
+
 func TestDigestHintAndKeyID(t *testing.T) {
 	// Known SHA-256 of "abc".
 	if got, want := Digest("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"; got != want {
