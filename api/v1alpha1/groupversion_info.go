@@ -1,5 +1,5 @@
 // Package v1alpha1 contains the keycap.dev/v1alpha1 API: the four credential kinds ApiKey,
-// AgentKey, AppToken and License.
+// AgentKey, AppToken and License, and the policy kind RoutePolicy.
 //
 // +kubebuilder:object:generate=true
 // +groupName=keycap.dev
@@ -22,14 +22,15 @@ var (
 	AddToScheme = SchemeBuilder.AddToScheme
 )
 
-// addKnownTypes registers the four kinds and their lists. The API package depends on apimachinery
-// only, so clients can import it without controller-runtime.
+// addKnownTypes registers the four credential kinds, the RoutePolicy policy kind and their lists.
+// The API package depends on apimachinery only, so clients can import it without controller-runtime.
 func addKnownTypes(s *runtime.Scheme) error {
 	s.AddKnownTypes(GroupVersion,
 		&ApiKey{}, &ApiKeyList{},
 		&AgentKey{}, &AgentKeyList{},
 		&AppToken{}, &AppTokenList{},
 		&License{}, &LicenseList{},
+		&RoutePolicy{}, &RoutePolicyList{},
 	)
 	metav1.AddToGroupVersion(s, GroupVersion)
 	return nil
