@@ -7,6 +7,21 @@ GOLANGCI_LINT_VERSION ?= v2.15.0
 LOCALBIN ?= $(CURDIR)/bin
 CONTROLLER_GEN ?= $(LOCALBIN)/controller-gen
 GOLANGCI_LINT ?= $(LOCALBIN)/golangci-lint
+# kustomize v5.8.1: @latest needs a newer Go than 1.26. helm v4 builds from the Go module proxy.
+KUSTOMIZE_VERSION ?= v5.8.1
+HELM_VERSION ?= v4.3.1
+KUSTOMIZE ?= $(LOCALBIN)/kustomize
+HELM ?= $(LOCALBIN)/helm
+# The kubectl of the deployment targets (the control plane's: PATH=$(hack/build-control-plane.sh):$PATH).
+KUBECTL ?= kubectl
+
+# The image `make deploy` and `make image` name; IMG=<registry>/keycap:<tag> or ...@sha256:<digest>.
+IMG ?= keycap:dev
+# The image's version and revision labels.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+REVISION ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+# What `make image` builds for; several give a multi-platform index.
+PLATFORMS ?= linux/amd64,linux/arm64
 
 # The real kube-apiserver, kube-controller-manager, etcd and kubectl, built from the Go module proxy
 # (hack/build-control-plane.sh) and cached outside the repo.
@@ -34,6 +49,7 @@ manifests: controller-gen ## Generate CRDs and RBAC from the markers in api/ and
 	$(CONTROLLER_GEN) rbac:roleName=keycap-manager paths="./controllers/..." paths="./webhook/..." output:rbac:artifacts:config=config/rbac
 	$(CONTROLLER_GEN) rbac:roleName=keycap-authz paths="./internal/authz/..." output:rbac:artifacts:config=config/rbac/authz
 	$(CONTROLLER_GEN) webhook paths="./webhook/..." output:webhook:artifacts:config=config/webhook
+	CONTROLLER_GEN=$(CONTROLLER_GEN) hack/chart-files.sh
 
 .PHONY: generate
 generate: controller-gen ## Generate deepcopy code.
@@ -65,7 +81,7 @@ control-plane: ## Build (once) the kube-apiserver, kube-controller-manager, etcd
 	@hack/build-control-plane.sh
 
 .PHONY: test
-test: control-plane ## Unit, envtest and end-to-end tests on a real kube-apiserver + etcd, and brief fuzzing.
+test: control-plane kustomize helm ## Unit, envtest and end-to-end tests on a real kube-apiserver + etcd, and brief fuzzing.
 	hack/install-test-deps.sh
 	KUBEBUILDER_ASSETS="$(CONTROL_PLANE)" go test $(TEST_FLAGS) -count=1 -timeout 30m ./...
 	go test -run '^$$' -fuzz '^FuzzCheck$$' -fuzztime $(FUZZTIME) ./internal/keys
@@ -103,12 +119,64 @@ else
 	export KUBEBUILDER_ASSETS="$(CONTROL_PLANE)"; exec $(LOCALBIN)/keycap $(RUN_LOCAL_FLAGS) $(RUN_ARGS)
 endif
 
+.PHONY: image
+image: ## Build the image without a container engine into the OCI archive bin/keycap-image.tar (IMG names it).
+	SOURCE_DATE_EPOCH=$$(git log -1 --format=%ct 2>/dev/null || echo 0) go run ./hack/image \
+		-out $(LOCALBIN)/keycap-image.tar -tag $(IMG) -platforms $(PLATFORMS) -version $(VERSION) -revision $(REVISION)
+
+.PHONY: image-push
+image-push: ## Build the image and push it to IMG (credentials of docker login), no container engine needed.
+	SOURCE_DATE_EPOCH=$$(git log -1 --format=%ct 2>/dev/null || echo 0) go run ./hack/image \
+		-out $(LOCALBIN)/keycap-image.tar -tag $(IMG) -push $(IMG) -platforms $(PLATFORMS) -version $(VERSION) -revision $(REVISION)
+
+##@ Deployment
+
+ifndef ignore-not-found
+  ignore-not-found = false
+endif
+
+.PHONY: install
+install: manifests kustomize ## Install the CRDs into the cluster of ~/.kube/config (or KUBECONFIG).
+	$(KUSTOMIZE) build config/crd | $(KUBECTL) apply --server-side -f -
+
+.PHONY: uninstall
+uninstall: manifests kustomize ## Remove the CRDs, and with them every keycap object; ignore-not-found=true to ignore missing ones.
+	$(KUSTOMIZE) build config/crd | $(KUBECTL) delete --ignore-not-found=$(ignore-not-found) -f -
+
+.PHONY: deploy
+deploy: manifests kustomize ## Deploy config/default with the image IMG.
+# In a throwaway overlay, so the checked-in config/manager keeps its image (config/manager maps
+# the manifests' "controller" to "keycap", which the overlay maps to IMG).
+	@mkdir -p $(CURDIR)/bin && dir=$$(mktemp -d $(CURDIR)/bin/deploy.XXXXXX) && trap 'rm -rf "$$dir"' EXIT && cd "$$dir" && \
+		$(KUSTOMIZE) create --resources ../../config/default && \
+		$(KUSTOMIZE) edit set image keycap=$(IMG) && \
+		$(KUSTOMIZE) build . | $(KUBECTL) apply --server-side -f -
+
+.PHONY: undeploy
+undeploy: kustomize ## Remove what deploy applied (the CRDs too); ignore-not-found=true to ignore missing ones.
+	$(KUSTOMIZE) build config/default | $(KUBECTL) delete --ignore-not-found=$(ignore-not-found) -f -
+
+.PHONY: helm-lint
+helm-lint: helm ## helm lint and helm template the chart (make test does more: internal/e2e's chart tests).
+	$(HELM) lint --strict config/charts/keycap
+	$(HELM) template keycap config/charts/keycap --namespace keycap-system >/dev/null
+
 ##@ Tools
 
 .PHONY: controller-gen
 controller-gen: $(CONTROLLER_GEN)
 $(CONTROLLER_GEN):
 	GOBIN=$(LOCALBIN) go install sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_GEN_VERSION)
+
+.PHONY: kustomize
+kustomize: $(KUSTOMIZE)
+$(KUSTOMIZE):
+	GOBIN=$(LOCALBIN) go install sigs.k8s.io/kustomize/kustomize/v5@$(KUSTOMIZE_VERSION)
+
+.PHONY: helm
+helm: $(HELM)
+$(HELM):
+	GOBIN=$(LOCALBIN) go install helm.sh/helm/v4/cmd/helm@$(HELM_VERSION)
 
 .PHONY: golangci-lint
 golangci-lint: $(GOLANGCI_LINT)

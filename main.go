@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"syscall"
+	"time"
 
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -21,6 +22,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 
@@ -48,10 +50,14 @@ type options struct {
 	operatorNamespace  string
 	issuer             string
 	metricsAddr        string
+	metricsSecure      bool
 	probeAddr          string
 	webhookHost        string
 	webhookPort        int
 	webhookCertDir     string
+	webhookConfig      string
+	webhookService     string
+	operatorUsernames  string
 	grpcAddr           string
 	httpAddr           string
 	extraKeyHeaders    string
@@ -59,6 +65,9 @@ type options struct {
 	lastUsedWrites     float64
 	leaderElect        bool
 	leaderElectionID   string
+	leaseDuration      time.Duration
+	renewDeadline      time.Duration
+	retryPeriod        time.Duration
 }
 
 func main() {
@@ -72,10 +81,17 @@ func main() {
 	flag.StringVar(&o.operatorNamespace, "operator-namespace", envOr("POD_NAMESPACE", "keycap-system"),
 		"Namespace of the operator's own Secrets (webhook certificates, AppToken signing keys).")
 	flag.StringVar(&o.metricsAddr, "metrics-bind-address", ":8080", "Address of the Prometheus metrics endpoint; 0 disables it.")
+	flag.BoolVar(&o.metricsSecure, "metrics-secure", false,
+		"Serve metrics over HTTPS, only to callers the apiserver authenticates (TokenReview) and authorizes for GET /metrics (SubjectAccessReview); the cluster manifests turn it on.")
 	flag.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz probes.")
 	flag.StringVar(&o.webhookHost, "webhook-host", "", "Address the webhook server binds to (empty: all interfaces).")
 	flag.IntVar(&o.webhookPort, "webhook-port", 9443, "Port of the admission webhook server.")
 	flag.StringVar(&o.webhookCertDir, "webhook-cert-dir", "", "Directory of the webhook's tls.crt/tls.key when certificates are managed outside keycap (cert-manager).")
+	flag.StringVar(&o.webhookConfig, "webhook-configuration-name", "",
+		"ValidatingWebhookConfiguration whose caBundle keycap manages (default "+webhook.ConfigurationName+"; with --local-control-plane "+localcluster.WebhookConfigurationName+").")
+	flag.StringVar(&o.webhookService, "webhook-service-name", webhook.DefaultServiceName, "Service in front of the webhook, in the operator's namespace; the serving certificate names it.")
+	flag.StringVar(&o.operatorUsernames, "operator-usernames", "",
+		"Comma-separated usernames besides its own that the webhook lets change keycap's Secrets: the controllers' service account when they run in another Deployment.")
 	flag.StringVar(&o.grpcAddr, "grpc-bind-address", ":9001", "Address of the ext_authz gRPC server.")
 	flag.StringVar(&o.issuer, "issuer", signing.DefaultIssuer,
 		"The iss of AppTokens: the controllers sign with it and the data plane requires it.")
@@ -86,6 +102,9 @@ func main() {
 		"Most status.lastUsedAt patches the data plane sends per second (each credential at most once a minute); 0 turns lastUsedAt writes off.")
 	flag.BoolVar(&o.leaderElect, "leader-elect", false, "Elect a leader among controller replicas (the data plane never needs it).")
 	flag.StringVar(&o.leaderElectionID, "leader-election-id", "keycap.keycap.dev", "Name of the leader election Lease.")
+	flag.DurationVar(&o.leaseDuration, "leader-elect-lease-duration", 15*time.Second, "How long a non-leader waits before it may take over an unrenewed lease.")
+	flag.DurationVar(&o.renewDeadline, "leader-elect-renew-deadline", 10*time.Second, "How long the leader keeps trying to renew before it gives up leadership.")
+	flag.DurationVar(&o.retryPeriod, "leader-elect-retry-period", 2*time.Second, "How often candidates retry acquiring or renewing the lease.")
 	zapOpts := zap.Options{Development: false}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -153,15 +172,29 @@ func run(o options) error {
 		return err
 	}
 
+	metricsOpts := metricsserver.Options{BindAddress: o.metricsAddr}
+	if o.metricsSecure {
+		metricsOpts.SecureServing = true
+		metricsOpts.FilterProvider = filters.WithAuthenticationAndAuthorization
+	}
+	if o.webhookConfig == "" {
+		o.webhookConfig = webhook.ConfigurationName
+		if o.localControlPlane != "" {
+			o.webhookConfig = localcluster.WebhookConfigurationName
+		}
+	}
 	mgrOpts := ctrl.Options{
 		Scheme:                 scheme,
-		Metrics:                metricsserver.Options{BindAddress: o.metricsAddr},
+		Metrics:                metricsOpts,
 		HealthProbeBindAddress: o.probeAddr,
 		LeaderElection:         o.leaderElect && components[componentControllers],
 		LeaderElectionID:       o.leaderElectionID,
 		// Hand the lease over at once on a clean stop instead of making the next leader wait it out.
 		LeaderElectionReleaseOnCancel: true,
 		LeaderElectionNamespace:       o.operatorNamespace,
+		LeaseDuration:                 &o.leaseDuration,
+		RenewDeadline:                 &o.renewDeadline,
+		RetryPeriod:                   &o.retryPeriod,
 	}
 	if len(components) == 1 && components[componentAuthz] {
 		// The data plane alone: its informer cache keeps only what the credential index reads.
@@ -195,6 +228,9 @@ func run(o options) error {
 		if err := webhook.SetupWithManager(mgr, webhook.Options{
 			OperatorNamespace:  o.operatorNamespace,
 			ManageCertificates: o.webhookCertDir == "",
+			ConfigurationName:  o.webhookConfig,
+			ServiceName:        o.webhookService,
+			OperatorUsernames:  splitList(o.operatorUsernames),
 		}); err != nil {
 			return fmt.Errorf("setting up the webhook: %w", err)
 		}

@@ -21,6 +21,7 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
 
 	"github.com/keycap-dev/keycap/config"
 )
@@ -98,10 +99,19 @@ func installCRDs(ctx context.Context, dyn dynamic.Interface) error {
 	return nil
 }
 
-// installWebhook registers each ValidatingWebhookConfiguration of config/webhook/manifests.yaml
-// with every webhook's clientConfig pointing at webhookURL + the webhook's path, since the
-// apiserver runs on this machine rather than in a cluster with keycap's Service. caBundle is not
-// part of what is applied, so the one keycap's certificate manager injected stays.
+// WebhookConfigurationName is the name the local control plane registers config/webhook's
+// ValidatingWebhookConfiguration under. It is not the manifests' name on purpose: the local one
+// points at a URL on 127.0.0.1 and the manifests' one at a Service, so with one name applying
+// the manifests (`make deploy` on a `make run` cluster) would merge a service into a webhook
+// that has a url, which the apiserver refuses. With two names both can exist; each is served by
+// the keycap that manages its caBundle.
+const WebhookConfigurationName = "keycap-local-validating-webhook"
+
+// installWebhook registers the ValidatingWebhookConfiguration of config/webhook/manifests.yaml
+// as WebhookConfigurationName with every webhook's clientConfig pointing at webhookURL + the
+// webhook's path, since the apiserver runs on this machine rather than in a cluster with keycap's
+// Service. caBundle is not part of what is applied, so the one keycap's certificate manager
+// injected stays.
 func installWebhook(ctx context.Context, dyn dynamic.Interface, webhookURL string) error {
 	objs, err := readObjects(config.Webhook, config.WebhookManifests)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -114,6 +124,12 @@ func installWebhook(ctx context.Context, dyn dynamic.Interface, webhookURL strin
 		if obj.GetKind() != "ValidatingWebhookConfiguration" {
 			continue
 		}
+		// A state directory from before WebhookConfigurationName holds the local configuration
+		// under the manifests' name; remove it only if this package applied it.
+		if err := deleteIfLocal(ctx, dyn, obj.GetName()); err != nil {
+			return err
+		}
+		obj.SetName(WebhookConfigurationName)
 		if webhookURL == "" {
 			err := dyn.Resource(vwcGVR).Delete(ctx, obj.GetName(), metav1.DeleteOptions{})
 			if err != nil && !apierrors.IsNotFound(err) {
@@ -126,6 +142,30 @@ func installWebhook(ctx context.Context, dyn dynamic.Interface, webhookURL strin
 		}
 		if _, err := dyn.Resource(vwcGVR).Apply(ctx, obj.GetName(), obj, metav1.ApplyOptions{FieldManager: fieldManager, Force: true}); err != nil {
 			return fmt.Errorf("registering webhook configuration %s: %w", obj.GetName(), err)
+		}
+	}
+	return nil
+}
+
+// deleteIfLocal deletes the ValidatingWebhookConfiguration name if fieldManager (the local
+// control plane) applied it, and leaves one that anything else (kubectl, Helm) created alone.
+func deleteIfLocal(ctx context.Context, dyn dynamic.Interface, name string) error {
+	vwc, err := dyn.Resource(vwcGVR).Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("reading webhook configuration %s: %w", name, err)
+	}
+	for _, mf := range vwc.GetManagedFields() {
+		if mf.Manager == fieldManager && mf.Operation == metav1.ManagedFieldsOperationApply {
+			err := dyn.Resource(vwcGVR).Delete(ctx, name, metav1.DeleteOptions{
+				Preconditions: &metav1.Preconditions{UID: ptr.To(vwc.GetUID())},
+			})
+			if err != nil && !apierrors.IsNotFound(err) {
+				return fmt.Errorf("removing the local webhook configuration of an older version, %s: %w", name, err)
+			}
+			return nil
 		}
 	}
 	return nil
