@@ -92,6 +92,14 @@ bench: control-plane build ## Load benchmarks against no-op baselines in the sam
 	KUBEBUILDER_ASSETS="$(CONTROL_PLANE)" go run ./hack/bench
 	KUBEBUILDER_ASSETS="$(CONTROL_PLANE)" go run ./hack/benchwebhook
 
+# How long `make chaos` runs each fuzz target, and extra flags for hack/chaos (e.g. -scenarios 2,6 -keep).
+CHAOS_FUZZTIME ?= 20s
+CHAOS_ARGS ?=
+
+.PHONY: chaos
+chaos: control-plane build ## Fault injection on the real control plane and the built binary, then every fuzz target longer (about 15 minutes); prints a table.
+	KUBEBUILDER_ASSETS="$(CONTROL_PLANE)" go run ./hack/chaos -keycap $(LOCALBIN)/keycap -fuzztime $(CHAOS_FUZZTIME) $(CHAOS_ARGS)
+
 ##@ Build
 
 .PHONY: build
