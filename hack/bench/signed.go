@@ -21,6 +21,7 @@ import (
 	keycapv1alpha1 "github.com/keycap-dev/keycap/api/v1alpha1"
 	"github.com/keycap-dev/keycap/internal/activation"
 	"github.com/keycap-dev/keycap/internal/apptoken"
+	"github.com/keycap-dev/keycap/internal/authz/wire"
 	"github.com/keycap-dev/keycap/internal/keys"
 	"github.com/keycap-dev/keycap/internal/signing"
 )
@@ -214,8 +215,8 @@ func loadActivations(ctx context.Context, server *process, url string, lics []be
 		if err != nil {
 			return false, err
 		}
-		req.Header.Set(activation.HeaderLicenseKey, l.key)
-		req.Header.Set(activation.HeaderInstanceID, l.instance)
+		req.Header.Set(wire.HeaderLicenseKey, l.key)
+		req.Header.Set(wire.HeaderInstanceID, l.instance)
 		resp, err := hc.Do(req)
 		if err != nil {
 			return false, err

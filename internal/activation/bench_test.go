@@ -12,6 +12,7 @@ import (
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/keycap-dev/keycap/internal/authz/wire"
 	"github.com/keycap-dev/keycap/internal/keys"
 )
 
@@ -26,8 +27,8 @@ func BenchmarkActivation(b *testing.B) {
 	defer srv.Close()
 	do := func(instance string) {
 		req, _ := http.NewRequest(http.MethodPost, srv.URL+Path, strings.NewReader(`{"reset":false}`))
-		req.Header.Set(HeaderLicenseKey, key)
-		req.Header.Set(HeaderInstanceID, instance)
+		req.Header.Set(wire.HeaderLicenseKey, key)
+		req.Header.Set(wire.HeaderInstanceID, instance)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			b.Fatal(err)

@@ -1,3 +1,11 @@
+// Package activation serves licence activations: the POST /api/commercial/activate endpoint on
+// the data plane's HTTP port. The rules (expiry, heartbeat, seat cap) are lifecycle's
+// (lifecycle.DecideActivation); this package reads, decides and writes.
+//
+// maxInstances holds exactly under concurrency because every activation is a read-modify-write of
+// the License's status.activations guarded by its resourceVersion: the status patch carries the
+// resourceVersion that was read, the apiserver refuses it with a conflict when any other writer
+// got there first, and the activation is decided again on a fresh read (never from a cache).
 package activation
 
 import (
@@ -13,7 +21,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -21,17 +28,13 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	keycapv1alpha1 "github.com/keycap-dev/keycap/api/v1alpha1"
+	"github.com/keycap-dev/keycap/internal/authz/wire"
 	"github.com/keycap-dev/keycap/internal/keys"
+	"github.com/keycap-dev/keycap/internal/lifecycle"
 )
 
 // Path is where Handler is mounted on the data plane's HTTP port.
 const Path = "/api/commercial/activate"
-
-// Request headers.
-const (
-	HeaderLicenseKey = "licensekey"
-	HeaderInstanceID = "instanceid"
-)
 
 // Limits of a request.
 const (
@@ -105,9 +108,9 @@ func (a *Activator) Activate(ctx context.Context, licenseKey, instanceID string,
 			return Result{}, ReasonBusy, fmt.Errorf("reading License %s: %w", name, err)
 		}
 		now := a.clock.Now()
-		d := Decide(lic, digest, instanceID, reset, now)
-		if d.Reason != ReasonOK {
-			return Result{}, d.Reason, nil
+		d := lifecycle.DecideActivation(lic, digest, instanceID, reset, now)
+		if d.Refusal != "" {
+			return Result{}, refusals[d.Refusal], nil
 		}
 		updated := lic.DeepCopy()
 		updated.Status.Activations = d.Activations
@@ -148,16 +151,12 @@ type ActivatedBody struct {
 	Refresh int64 `json:"refresh"`
 }
 
-// ErrorBody is the body of a refusal; its shape is the data plane's denial body.
-type ErrorBody struct {
-	Error ErrorDetail `json:"error"`
-}
-
-// ErrorDetail says why.
-type ErrorDetail struct {
-	Code    string `json:"code"`
-	Message string `json:"message"`
-	Reason  string `json:"reason"`
+// refusals maps lifecycle's activation refusals to the endpoint's reasons.
+var refusals = map[lifecycle.ActivationRefusal]Reason{
+	lifecycle.ActivationNotFound:         ReasonNotFound,
+	lifecycle.ActivationDisabled:         ReasonDisabled,
+	lifecycle.ActivationExpired:          ReasonExpired,
+	lifecycle.ActivationTooManyInstances: ReasonTooManyInstances,
 }
 
 // ServeHTTP handles POST Path: headers licensekey and instanceid, body {"reset": bool} (an empty
@@ -165,10 +164,10 @@ type ErrorDetail struct {
 func (a *Activator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
-		writeJSON(w, http.StatusMethodNotAllowed, ErrorBody{Error: ErrorDetail{Code: "method_not_allowed", Message: "Use POST", Reason: string(ReasonBadRequest)}})
+		writeJSON(w, http.StatusMethodNotAllowed, wire.ErrorBody{Error: wire.ErrorDetail{Code: wire.ErrorCode(http.StatusMethodNotAllowed), Message: "Use POST", Reason: string(ReasonBadRequest)}})
 		return
 	}
-	licenseKey, instanceID := r.Header.Get(HeaderLicenseKey), r.Header.Get(HeaderInstanceID)
+	licenseKey, instanceID := r.Header.Get(wire.HeaderLicenseKey), r.Header.Get(wire.HeaderInstanceID)
 	if licenseKey == "" || instanceID == "" {
 		a.refuse(w, ReasonBadRequest, "The licensekey and instanceid headers are required")
 		return
@@ -212,17 +211,8 @@ func (a *Activator) refuse(w http.ResponseWriter, reason Reason, message string)
 		message = reason.message()
 	}
 	status := reason.HTTPStatus()
-	code := "unauthorized"
-	switch status {
-	case http.StatusBadRequest:
-		code = "bad_request"
-	case http.StatusForbidden:
-		code = "forbidden"
-	case http.StatusServiceUnavailable:
-		code = "unavailable"
-	}
-	w.Header().Set("X-Keycap-Reason", string(reason))
-	writeJSON(w, status, ErrorBody{Error: ErrorDetail{Code: code, Message: message, Reason: string(reason)}})
+	w.Header().Set(wire.HeaderReason, string(reason))
+	writeJSON(w, status, wire.ErrorBody{Error: wire.ErrorDetail{Code: wire.ErrorCode(status), Message: message, Reason: string(reason)}})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -242,5 +232,3 @@ func printable(s string) bool {
 	}
 	return true
 }
-
-func metaTime(t time.Time) metav1.Time { return metav1.NewTime(t.UTC().Truncate(time.Second)) }

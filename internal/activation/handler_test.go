@@ -20,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	keycapv1alpha1 "github.com/keycap-dev/keycap/api/v1alpha1"
+	"github.com/keycap-dev/keycap/internal/authz/wire"
 	"github.com/keycap-dev/keycap/internal/keys"
 	"github.com/keycap-dev/keycap/internal/testenv"
 )
@@ -87,10 +88,10 @@ func post(t *testing.T, url, key, instance, body string) (int, map[string]any) {
 		t.Fatal(err)
 	}
 	if key != "" {
-		req.Header.Set(HeaderLicenseKey, key)
+		req.Header.Set(wire.HeaderLicenseKey, key)
 	}
 	if instance != "" {
-		req.Header.Set(HeaderInstanceID, instance)
+		req.Header.Set(wire.HeaderInstanceID, instance)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -234,4 +235,12 @@ func TestActivationRefusesBadRequests(t *testing.T) {
 			g.Expect(reasonOf(body)).To(gomega.Equal(tc.reason))
 		})
 	}
+}
+
+func ids(acts []keycapv1alpha1.LicenseActivation) []string {
+	out := []string{}
+	for _, a := range acts {
+		out = append(out, a.InstanceID)
+	}
+	return out
 }

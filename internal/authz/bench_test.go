@@ -24,7 +24,7 @@ func benchDataPlane(b testing.TB) (*DataPlane, string) {
 	k := &keycapv1alpha1.ApiKey{ObjectMeta: metav1.ObjectMeta{Namespace: "acme", Name: "main"}}
 	k.Spec.Scopes = []string{"videos:read"}
 	k.Status.Digests = []string{keys.Digest(key)}
-	ix.Upsert(index.FromApiKey(k))
+	ix.Upsert(project(k))
 	return testDataPlane(ix, clk, true, false), key
 }
 
@@ -74,7 +74,7 @@ func benchDataPlaneN(b testing.TB, n int) (*DataPlane, []string) {
 		k.Spec.Scopes = []string{"bench:read", "bench:write"}
 		k.Status.Digests = []string{keys.Digest(key)}
 		k.Status.KeyID = keys.KeyID(k.Status.Digests[0])
-		ix.Upsert(index.FromApiKey(k))
+		ix.Upsert(project(k))
 		ks[i] = key
 	}
 	return testDataPlane(ix, clk, true, false), ks

@@ -4,6 +4,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 
+	keycapv1alpha1 "github.com/keycap-dev/keycap/api/v1alpha1"
 	"github.com/keycap-dev/keycap/internal/index"
 )
 
@@ -21,8 +22,9 @@ func StandaloneCacheOptions() cache.Options {
 // TrimForDataPlane is a cache transform turning the credential kinds into index.Records and
 // dropping managedFields from everything else.
 func TrimForDataPlane(obj any) (any, error) {
-	if r := index.RecordOf(obj); r != nil {
-		return r, nil
+	if c, ok := obj.(keycapv1alpha1.Credential); ok {
+		cred, digests := project(c)
+		return index.NewRecord(c, cred, digests), nil
 	}
 	if o, ok := obj.(metav1.Object); ok {
 		o.SetManagedFields(nil)

@@ -4,88 +4,69 @@ import (
 	"crypto/sha256"
 	"errors"
 	"slices"
-	"strings"
+	"sync/atomic"
 	"time"
 
 	"k8s.io/utils/clock"
 
 	keycapv1alpha1 "github.com/keycap-dev/keycap/api/v1alpha1"
 	"github.com/keycap-dev/keycap/internal/apptoken"
+	"github.com/keycap-dev/keycap/internal/authz/wire"
 	"github.com/keycap-dev/keycap/internal/index"
 	"github.com/keycap-dev/keycap/internal/keys"
+	"github.com/keycap-dev/keycap/internal/lifecycle"
+	"github.com/keycap-dev/keycap/internal/registry"
 )
 
-// Requirements are what a route asks of a credential, stated in the proxy's configuration.
-// Every element of both lists may itself be a comma-separated list (as context extensions and
-// query parameters give them); blanks are ignored.
-type Requirements struct {
-	// Scopes must all be held by the credential.
-	Scopes []string
-	// Namespaces, when they name any, are the namespaces (tenants) the credential must belong to.
-	Namespaces []string
-	// Audience, when set, must be in an AppToken's aud. It constrains AppTokens only: opaque keys
-	// and licences have no audience.
-	Audience string
-	// Entitlements must all be held by the credential; only licences hold entitlements, so a
-	// route requiring any refuses every other kind (MISSING_ENTITLEMENT).
-	Entitlements []string
-}
+var (
+	_ verifier = opaqueKeys{}
+	_ verifier = appTokens{}
+	_ verifier = licenses{}
+)
 
-// nextPart returns the next non-blank part of a comma-separated list and the rest of the list.
-func nextPart(s string) (part, rest string, ok bool) {
-	for s != "" {
-		part, s, _ = strings.Cut(s, ",")
-		if part = strings.TrimSpace(part); part != "" {
-			return part, s, true
-		}
-	}
-	return "", "", false
-}
+// Reason is the stable, machine-readable code of a decision (wire.Reason).
+type Reason = wire.Reason
 
-// namespaceAllowed reports whether ns is allowed by the lists (any namespace when they name none).
-func namespaceAllowed(lists []string, ns string) bool {
-	restricted := false
-	for _, l := range lists {
-		for part, rest, ok := nextPart(l); ok; part, rest, ok = nextPart(rest) {
-			if part == ns {
-				return true
-			}
-			restricted = true
-		}
-	}
-	return !restricted
-}
-
-// scopesHeld reports whether the sorted held scopes contain every scope the lists name.
-func scopesHeld(lists []string, held []string) bool {
-	for _, l := range lists {
-		for part, rest, ok := nextPart(l); ok; part, rest, ok = nextPart(rest) {
-			if _, found := slices.BinarySearch(held, part); !found {
-				return false
-			}
-		}
-	}
-	return true
-}
+// Requirements are what a route asks of a credential (wire.Requirements).
+type Requirements = wire.Requirements
 
 // Decision is the outcome of a check.
 type Decision struct {
 	Reason Reason
 	// Credential is the matched credential (allowed, or denied for scope or namespace).
 	Credential *index.Credential
-	// Parent is an agent key's parent at decision time.
-	Parent *index.Credential
-	// Scopes is the credential's effective scopes header value: an agent key's scopes intersected
-	// with its parent's.
-	Scopes string
-	// Subject is an AppToken's sub.
-	Subject string
+	// Identity is what an allowed answer tells the upstream.
+	Identity wire.Identity
 	// slot is where the lastUsedAt throttle lives.
 	slot *index.Slot
+
+	// What a verifier found, for the rules the authorizer applies to every form: the form's own
+	// refusal once the credential is known to be enabled and unexpired (a previous key past its
+	// grace, a licence instance without a seat, a revoked token), and what the credential holds
+	// for the route.
+	admit        Reason
+	scopes       []string
+	entitlements []string
 }
 
 // Allowed reports whether the request may pass.
-func (d *Decision) Allowed() bool { return d.Reason == ReasonOK }
+func (d *Decision) Allowed() bool { return d.Reason == wire.ReasonOK }
+
+// verifier judges one form of presented credential. The data plane has one per form: opaque keys
+// (ApiKey, AgentKey: by digest), AppToken JWTs (signature, then by key ID) and licences (licence
+// headers: by digest, then the seat). Each finds the credential and says what is particular to its
+// form; the authorizer applies what every credential shares (disabled, expired, its parent, the
+// route) once. Arguments and result are values, so that a request's form and route stay on the
+// caller's stack.
+type verifier interface {
+	// verify finds the credential p presents. Reason OK means found: the decision carries the
+	// credential, its slot, the identity fields particular to the form, the form's own refusal
+	// (admit) and the scopes and entitlements it holds. Otherwise Reason says why not.
+	verify(a *authorizer, p wire.Presented, audience Audience, now time.Time) Decision
+}
+
+// Audience is a route's audience requirement (wire.Audience).
+type Audience = wire.Audience
 
 // authorizer makes request-time decisions from the index.
 type authorizer struct {
@@ -95,130 +76,144 @@ type authorizer struct {
 	verifier *apptoken.Verifier
 }
 
-// decide judges a presented credential against a route's requirements. Expiry is judged against
-// the clock now, so a key is refused the instant it expires.
-func (a *authorizer) decide(key string, req Requirements) Decision {
-	if !a.ready() {
-		return Decision{Reason: ReasonNotReady}
+// verifiers, one per form of presented credential.
+var (
+	keysVerifier     verifier = opaqueKeys{}
+	tokensVerifier   verifier = appTokens{}
+	licensesVerifier verifier = licenses{}
+)
+
+// verifierFor returns the verifier of a presented credential's form.
+func verifierFor(p *wire.Presented) verifier {
+	switch {
+	case p.License:
+		return licensesVerifier
+	case wire.LooksLikeJWT(p.Key):
+		return tokensVerifier
 	}
-	// A key in keycap's format whose checksum is wrong is refused before any lookup. Anything
-	// else (a bring-your-own key in another format) is looked up by digest.
-	if apptoken.LooksLikeJWT(key) {
-		return a.decideToken(key, req)
-	}
-	if len(key) > MaxCredentialLength {
-		return Decision{Reason: ReasonMalformed}
-	}
-	if errors.Is(keys.Check(key), keys.ErrChecksum) {
-		return Decision{Reason: ReasonMalformed}
-	}
-	d := digestOf(key)
-	entry, ok := a.index.Lookup(&d)
-	if !ok {
-		return Decision{Reason: ReasonNotFound}
-	}
-	if entry.Conflict {
-		return Decision{Reason: ReasonNotFound}
-	}
-	cred := entry.Slot.Load()
-	// A licence key is not an API key: it is presented in the licensekey header with an instance.
-	if cred == nil || cred.Kind == index.KindLicense {
-		return Decision{Reason: ReasonNotFound}
-	}
-	now := a.clock.Now()
-	if cred.Disabled {
-		return Decision{Reason: ReasonDisabled}
-	}
-	if !cred.ExpiresAt.IsZero() && !now.Before(cred.ExpiresAt) ||
-		!entry.NotAfter.IsZero() && !now.Before(entry.NotAfter) {
-		return Decision{Reason: ReasonExpired}
-	}
-	out := Decision{Credential: cred, Scopes: cred.ScopesHeader, slot: entry.Slot}
-	scopes := cred.Scopes
-	if cred.Kind == index.KindAgentKey {
-		parent := cred.Parent.Load()
-		if !parent.Active(now) {
-			return Decision{Reason: ReasonParentInactive}
-		}
-		out.Parent = parent
-		// No scopes on the agent key means the parent's; otherwise only those both hold.
-		if len(scopes) == 0 {
-			scopes = parent.Scopes
-			out.Scopes = parent.ScopesHeader
-		} else {
-			scopes, out.Scopes = agentScopes(cred, parent)
-		}
-	}
-	return out.judgeRoute(req, scopes, nil)
+	return keysVerifier
 }
 
-// judgeRoute sets the reason of a decision for a credential that is itself valid: the route's
-// namespaces, scopes and entitlements, in that order. Only licences hold entitlements, so for
-// other kinds any required entitlement is missing.
-func (d Decision) judgeRoute(req Requirements, scopes, entitlements []string) Decision {
+// decide judges a presented credential against a route's requirements, at the clock's now: so a
+// key is refused the instant it expires. The order of the refusals is the same for every form:
+// not ready, the verifier's (malformed, bad signature, not found, ...), disabled, expired, the
+// form's own (grace, seat, revocation), an inactive parent, then the route's namespaces, scopes
+// and entitlements.
+func (a *authorizer) decide(p *wire.Presented, req *Requirements, aud Audience) Decision {
+	if !a.ready() {
+		return Decision{Reason: wire.ReasonNotReady}
+	}
+	now := a.clock.Now()
+	d := verifierFor(p).verify(a, *p, aud, now)
+	if d.Reason != wire.ReasonOK {
+		return Decision{Reason: d.Reason}
+	}
+	c := d.Credential
 	switch {
-	case !namespaceAllowed(req.Namespaces, d.Credential.Namespace):
-		d.Reason = ReasonWrongNamespace
-	case !scopesHeld(req.Scopes, scopes):
-		d.Reason = ReasonInsufficientScope
-	case !scopesHeld(req.Entitlements, entitlements):
-		d.Reason = ReasonMissingEntitlement
-	default:
-		d.Reason = ReasonOK
+	case c.Disabled:
+		return Decision{Reason: wire.ReasonDisabled}
+	case lifecycle.Expired(now, c.ExpiresAt):
+		return Decision{Reason: wire.ReasonExpired}
+	case d.admit != wire.ReasonOK:
+		return Decision{Reason: d.admit}
+	}
+	scopes, header := d.scopes, d.Identity.Scopes
+	if c.Parent != nil {
+		parent := c.Parent.Load()
+		if !parent.Active(now) {
+			return Decision{Reason: wire.ReasonParentInactive}
+		}
+		scopes, header = narrowToParent(c, parent, scopes, header)
+	}
+	d.Identity.Kind, d.Identity.Namespace, d.Identity.Name, d.Identity.KeyID = c.Kind, c.Namespace, c.Name, c.KeyID
+	d.Identity.Scopes = header
+	switch {
+	case !req.NamespaceAllowed(c.Namespace):
+		d.Reason = wire.ReasonWrongNamespace
+	case !req.ScopesHeld(scopes):
+		d.Reason = wire.ReasonInsufficientScope
+	case !req.EntitlementsHeld(d.entitlements):
+		d.Reason = wire.ReasonMissingEntitlement
 	}
 	return d
 }
 
-// tokenReasons maps the verifier's reasons to the data plane's.
-var tokenReasons = map[apptoken.Reason]Reason{
-	apptoken.ReasonMalformed:           ReasonMalformed,
-	apptoken.ReasonAlgorithmNotAllowed: ReasonAlgorithmNotAllowed,
-	apptoken.ReasonInvalidSignature:    ReasonInvalidSignature,
-	apptoken.ReasonUnknownKey:          ReasonUnknownKey,
-	apptoken.ReasonExpired:             ReasonExpired,
-	apptoken.ReasonNotYetValid:         ReasonNotYetValid,
-	apptoken.ReasonWrongIssuer:         ReasonWrongIssuer,
-	apptoken.ReasonWrongAudience:       ReasonWrongAudience,
+// opaqueKeys verifies opaque keys (ApiKeys, AgentKeys) by the digest of the presented key.
+type opaqueKeys struct{}
+
+func (opaqueKeys) verify(a *authorizer, p wire.Presented, _ Audience, now time.Time) Decision {
+	// A key in keycap's format whose checksum is wrong is refused before any lookup. Anything
+	// else (a bring-your-own key in another format) is looked up by digest.
+	if len(p.Key) > wire.MaxCredentialLength || errors.Is(keys.Check(p.Key), keys.ErrChecksum) {
+		return Decision{Reason: wire.ReasonMalformed}
+	}
+	d := digestOf(p.Key)
+	entry, ok := a.index.Lookup(&d)
+	if !ok || entry.Conflict {
+		return Decision{Reason: wire.ReasonNotFound}
+	}
+	cred := entry.Slot.Load()
+	// A licence key is not an API key: it is presented in the licensekey header with an instance.
+	if _, isLicense := cred.LicenseData(); cred == nil || isLicense || cred.FoundByKeyID {
+		return Decision{Reason: wire.ReasonNotFound}
+	}
+	out := Decision{Credential: cred, slot: entry.Slot, scopes: cred.Scopes}
+	out.Identity.Scopes = cred.ScopesHeader
+	// A previous key is valid through its rotation's grace period only.
+	if lifecycle.Expired(now, entry.NotAfter) {
+		out.admit = wire.ReasonExpired
+	}
+	if ad, ok := cred.AgentData(); ok {
+		out.Identity.Fields = wire.FieldAgent | wire.FieldParent
+		out.Identity.Agent, out.Identity.Parent = ad.Agent, cred.ParentKey.Name
+	}
+	return out
 }
 
-// decideToken judges a bearer JWT: the verifier checks its signature (pinned EdDSA, a published
-// kid), issuer, exp/nbf/iat with leeway and the route's audience; then the AppToken it names by
-// its key ID must exist now, be neither disabled nor expired, and be in the namespace the token's
-// org claims. So a token of a disabled or deleted AppToken is refused at once although its
-// signature still verifies. Its scopes are the token's intersected with the AppToken's current
-// spec.scopes.
-func (a *authorizer) decideToken(token string, req Requirements) Decision {
+// appTokens verifies AppToken JWTs: the verifier checks the signature (pinned EdDSA, a published
+// kid), issuer, exp/nbf/iat with leeway and the route's audience; then the AppToken the token
+// names by its key ID must exist now in the namespace its org claims. So a token of a disabled or
+// deleted AppToken is refused at once although its signature still verifies. Tokens issued
+// before the AppToken's status.tokensNotBefore are revoked.
+type appTokens struct{}
+
+// tokenReasons maps the verifier's reasons to the data plane's.
+var tokenReasons = map[apptoken.Reason]Reason{
+	apptoken.ReasonMalformed:           wire.ReasonMalformed,
+	apptoken.ReasonAlgorithmNotAllowed: wire.ReasonAlgorithmNotAllowed,
+	apptoken.ReasonInvalidSignature:    wire.ReasonInvalidSignature,
+	apptoken.ReasonUnknownKey:          wire.ReasonUnknownKey,
+	apptoken.ReasonExpired:             wire.ReasonExpired,
+	apptoken.ReasonNotYetValid:         wire.ReasonNotYetValid,
+	apptoken.ReasonWrongIssuer:         wire.ReasonWrongIssuer,
+	apptoken.ReasonWrongAudience:       wire.ReasonWrongAudience,
+}
+
+func (appTokens) verify(a *authorizer, p wire.Presented, audience Audience, _ time.Time) Decision {
 	if a.verifier == nil {
-		return Decision{Reason: ReasonNotFound}
+		return Decision{Reason: wire.ReasonNotFound}
 	}
-	v, err := a.verifier.Verify(token, req.Audience)
+	v, err := a.verifier.Verify(p.Key, audience.Name)
+	if err == nil && audience.Unmeetable {
+		return Decision{Reason: wire.ReasonWrongAudience}
+	}
 	if err != nil {
 		r, ok := tokenReasons[apptoken.ReasonOf(err)]
 		if !ok {
-			r = ReasonMalformed
+			r = wire.ReasonMalformed
 		}
 		return Decision{Reason: r}
 	}
 	slot := a.index.LookupKeyID(v.KeyID)
 	cred := slot.Load()
-	if cred == nil || cred.Kind != index.KindAppToken || cred.Namespace != v.Org {
-		return Decision{Reason: ReasonNotFound}
+	if cred == nil || !cred.FoundByKeyID || cred.Namespace != v.Org {
+		return Decision{Reason: wire.ReasonNotFound}
 	}
-	if cred.Disabled {
-		return Decision{Reason: ReasonDisabled}
+	d := Decision{Credential: cred, slot: slot}
+	if td, ok := cred.Data.(*index.AppTokenData); ok && v.IssuedAt.Before(td.TokensNotBefore) {
+		d.admit = wire.ReasonRevoked
 	}
-	now := a.clock.Now()
-	if !cred.ExpiresAt.IsZero() && !now.Before(cred.ExpiresAt) {
-		return Decision{Reason: ReasonExpired}
-	}
-	out := Decision{Credential: cred, Subject: v.Subject, slot: slot}
-	scopes := tokenScopes(cred, v)
-	out.Scopes = index.JoinScopes(scopes)
-	return out.judgeRoute(req, scopes, nil)
-}
-
-// tokenScopes returns the token's scopes that its AppToken still grants.
-func tokenScopes(cred *index.Credential, v *apptoken.Verified) []string {
+	// Its scopes are the token's that the AppToken still grants.
 	held := make([]string, 0, len(v.Scopes))
 	for _, s := range v.Scopes {
 		if _, ok := slices.BinarySearch(cred.Scopes, s); ok && !slices.Contains(held, s) {
@@ -226,72 +221,97 @@ func tokenScopes(cred *index.Credential, v *apptoken.Verified) []string {
 		}
 	}
 	slices.Sort(held)
-	return held
+	d.scopes = held
+	d.Identity.Scopes = index.JoinScopes(held)
+	d.Identity.Fields = wire.FieldSubject
+	d.Identity.Subject = v.Subject
+	return d
 }
 
-// decideLicense judges a licence key presented with an instance ID (the licensekey and
-// instanceid headers): the licence must exist, be neither disabled nor expired, and the instance
-// must hold a live activation (activated and seen within the heartbeat timeout) within the seat
-// cap. The route's namespaces, scopes and entitlements apply.
-func (a *authorizer) decideLicense(key, instanceID string, req Requirements) Decision {
-	if !a.ready() {
-		return Decision{Reason: ReasonNotReady}
+// licenses verifies a licence key presented with an instance ID (the licensekey and instanceid
+// headers): the licence must exist, and the instance must hold a live activation within the seat
+// cap (lifecycle.Seat).
+type licenses struct{}
+
+func (licenses) verify(a *authorizer, p wire.Presented, _ Audience, now time.Time) Decision {
+	if p.LicenseConflict || !wire.ValidCredential(p.Key) || len(p.Key) > wire.MaxCredentialLength ||
+		keys.Check(p.Key) != nil || keys.Prefix(p.Key) != keycapv1alpha1.LicenseKeyPrefix {
+		return Decision{Reason: wire.ReasonMalformed}
 	}
-	if !validCredential(key) || len(key) > MaxCredentialLength || keys.Check(key) != nil ||
-		keys.Prefix(key) != keycapv1alpha1.LicenseKeyPrefix {
-		return Decision{Reason: ReasonMalformed}
-	}
-	d := digestOf(key)
-	entry, ok := a.index.Lookup(&d)
+	digest := digestOf(p.Key)
+	entry, ok := a.index.Lookup(&digest)
 	if !ok || entry.Conflict {
-		return Decision{Reason: ReasonNotFound}
+		return Decision{Reason: wire.ReasonNotFound}
 	}
 	cred := entry.Slot.Load()
-	if cred == nil || cred.Kind != index.KindLicense || cred.License == nil {
-		return Decision{Reason: ReasonNotFound}
+	ld, isLicense := cred.LicenseData()
+	if !isLicense {
+		return Decision{Reason: wire.ReasonNotFound}
 	}
-	if cred.Disabled {
-		return Decision{Reason: ReasonDisabled}
+	d := Decision{Credential: cred, slot: entry.Slot, scopes: cred.Scopes, entitlements: ld.Entitlements}
+	d.Identity.Scopes = cred.ScopesHeader
+	d.Identity.Fields = wire.FieldEntitlements
+	d.Identity.Entitlements = ld.EntitlementsHeader
+	if p.Instance == "" || p.InstanceConflict || !wire.ValidCredential(p.Instance) {
+		d.admit = wire.ReasonNotActivated
+		return d
 	}
-	now := a.clock.Now()
-	if !cred.ExpiresAt.IsZero() && !now.Before(cred.ExpiresAt) {
-		return Decision{Reason: ReasonExpired}
-	}
-	if instanceID == "" || !validCredential(instanceID) {
-		return Decision{Reason: ReasonNotActivated}
-	}
-	active, seated := cred.License.InstanceSeat(instanceID, now)
-	switch {
+	switch active, seated := ld.InstanceSeat(p.Instance, now); {
 	case !active:
-		return Decision{Reason: ReasonNotActivated}
+		d.admit = wire.ReasonNotActivated
 	case !seated:
-		return Decision{Reason: ReasonTooManyInstances}
+		d.admit = wire.ReasonTooManyInstances
 	}
-	out := Decision{Credential: cred, Scopes: cred.ScopesHeader, slot: entry.Slot}
-	return out.judgeRoute(req, cred.Scopes, cred.License.Entitlements)
+	return d
 }
 
-// agentScopes returns an agent key's effective scopes (its own intersected with its parent's)
-// and their header value, computed once per version of the agent key and of its parent.
-func agentScopes(agent, parent *index.Credential) ([]string, string) {
-	type effective struct {
-		parent *index.Credential
-		scopes []string
-		header string
+// derived is what the data plane derives from one version of a credential with a parent: its
+// scopes narrowed to the parent's, computed once per version of the parent. It is set once
+// when the credential is projected (project) and lives and dies with that version.
+type derived struct {
+	narrowed atomic.Pointer[narrowed]
+}
+
+type narrowed struct {
+	parent *index.Credential
+	scopes []string
+	header string
+}
+
+// narrowToParent returns a credential's scopes narrowed to its parent's: no scopes of its own
+// means the parent's; otherwise only those both hold.
+func narrowToParent(c, parent *index.Credential, scopes []string, header string) ([]string, string) {
+	if len(scopes) == 0 {
+		return parent.Scopes, parent.ScopesHeader
 	}
-	if e, ok := agent.Answer().(*effective); ok && e.parent == parent {
-		return e.scopes, e.header
+	dv, _ := c.Derived.(*derived)
+	if dv != nil {
+		if n := dv.narrowed.Load(); n != nil && n.parent == parent {
+			return n.scopes, n.header
+		}
 	}
-	scopes := index.IntersectScopes(agent.Scopes, parent.Scopes)
-	e := &effective{parent: parent, scopes: scopes, header: index.JoinScopes(scopes)}
-	agent.SetAnswer(e)
-	return e.scopes, e.header
+	both := index.IntersectScopes(scopes, parent.Scopes)
+	n := &narrowed{parent: parent, scopes: both, header: index.JoinScopes(both)}
+	if dv != nil {
+		dv.narrowed.Store(n)
+	}
+	return n.scopes, n.header
+}
+
+// project is the data plane's index.Projection: the kind's registry projection, plus what the
+// data plane derives per version of the credential.
+func project(obj keycapv1alpha1.Credential) (*index.Credential, []index.KeyDigest) {
+	c, digests := registry.Project(obj)
+	if c.ParentKey != nil {
+		c.Derived = &derived{}
+	}
+	return c, digests
 }
 
 // digestOf hashes a presented key (at most MaxCredentialLength bytes) through a stack buffer, so
 // the conversion to bytes does not allocate.
 func digestOf(key string) index.Digest {
-	var buf [MaxCredentialLength]byte
+	var buf [wire.MaxCredentialLength]byte
 	return index.Digest(sha256.Sum256(buf[:copy(buf[:], key)]))
 }
 

@@ -10,6 +10,8 @@ import (
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/codes"
+
+	"github.com/keycap-dev/keycap/internal/authz/wire"
 )
 
 // Context extensions a route sets in Envoy (per-route ext_authz check_settings) to state its
@@ -33,78 +35,68 @@ type grpcServer struct {
 // is a CheckResponse that denies unless the credential is valid.
 func (s *grpcServer) Check(_ context.Context, req *authv3.CheckRequest) (resp *authv3.CheckResponse, _ error) {
 	start := time.Now()
-	reason := ReasonInternal
+	reason := wire.ReasonInternal
 	defer func() {
 		if recover() != nil {
-			reason = ReasonInternal
-			resp = s.dp.grpcDenied(ReasonInternal)
+			reason = wire.ReasonInternal
+			resp = s.dp.grpcDenied(wire.ReasonInternal)
 		}
 		durationByProt[0].Observe(time.Since(start).Seconds())
 		checkCounters[0][reason].Inc()
 	}()
 	attrs := req.GetAttributes()
 	httpReq := attrs.GetRequest().GetHttp()
-	var hv headerValues
-	s.dp.extractor.fromGRPC(httpReq.GetHeaders(), httpReq.GetHeaderMap(), &hv)
-	p, reason := s.dp.extractor.extract(&hv)
-	licenseKey, instanceID, hasLicense := grpcLicense(httpReq.GetHeaders(), httpReq.GetHeaderMap())
-	switch {
-	case hasLicense && reason == ReasonMissing:
-		reason = ReasonOK
-	case hasLicense && reason == ReasonOK:
-		reason = ReasonAmbiguous
-	}
-	if reason != ReasonOK {
-		if reason == ReasonMissing && !s.dp.ready() {
-			reason = ReasonNotReady
-		}
-		return s.dp.grpcDenied(reason), nil
-	}
+	var form wire.Form
+	s.dp.formFromGRPC(httpReq.GetHeaders(), httpReq.GetHeaderMap(), &form)
 	ext := attrs.GetContextExtensions()
 	scopes := [1]string{ext[ContextExtensionScopes]}
 	namespaces := [1]string{ext[ContextExtensionNamespaces]}
 	entitlements := [1]string{ext[ContextExtensionEntitlements]}
-	route := Requirements{Scopes: scopes[:], Namespaces: namespaces[:], Audience: ext[ContextExtensionAudience], Entitlements: entitlements[:]}
-	var d Decision
-	if hasLicense {
-		d = s.dp.decideLicense(licenseKey, instanceID, route)
-	} else {
-		d = s.dp.decide(p.key, route)
-	}
+	route := Requirements{Scopes: scopes[:], Namespaces: namespaces[:], Entitlements: entitlements[:]}
+	p, d := s.dp.check(&form, &route, Audience{Name: ext[ContextExtensionAudience]})
 	reason = d.Reason
 	if !d.Allowed() {
 		return s.dp.grpcDenied(reason), nil
 	}
-	return s.dp.grpcAllowed(&d, p), nil
+	return s.dp.grpcAllowed(&d, &p), nil
 }
 
-// grpcLicense returns the licensekey and instanceid headers of a CheckRequest. A repeated header
-// (joined with a comma by Envoy, or listed twice in header_map) makes the value invalid.
-func grpcLicense(m map[string]string, hm *corev3.HeaderMap) (key, instance string, ok bool) {
-	key, ok = m[HeaderLicenseKey]
-	instance = m[HeaderInstanceID]
+// formFromGRPC reads the credential sources of a CheckRequest: the headers map (Envoy lowercases
+// the names and joins repeated headers with commas) and the header_map Envoy sends instead when
+// encode_raw_headers is set (raw values may be any bytes).
+func (dp *DataPlane) formFromGRPC(m map[string]string, hm *corev3.HeaderMap, f *wire.Form) {
+	names := dp.sources.Names()
+	for i, name := range names {
+		if v, ok := m[name]; ok {
+			f.SetOne(i, v)
+		}
+	}
+	if v, ok := m[wire.HeaderLicenseKey]; ok {
+		f.AddLicenseKey(v)
+	}
+	if v, ok := m[wire.HeaderInstanceID]; ok {
+		f.AddInstanceID(v)
+	}
 	for _, h := range hm.GetHeaders() {
+		key := h.GetKey()
 		v := h.GetValue()
 		if v == "" && len(h.GetRawValue()) > 0 {
 			v = string(h.GetRawValue())
 		}
 		switch {
-		case strings.EqualFold(h.GetKey(), HeaderLicenseKey):
-			if ok && key != v {
-				key = "\x00repeated"
-			} else {
-				key = v
-			}
-			ok = true
-		case strings.EqualFold(h.GetKey(), HeaderInstanceID):
-			if instance != "" && instance != v {
-				instance = "\x00repeated"
-			} else {
-				instance = v
+		case strings.EqualFold(key, wire.HeaderLicenseKey):
+			f.AddLicenseKey(v)
+			continue
+		case strings.EqualFold(key, wire.HeaderInstanceID):
+			f.AddInstanceID(v)
+			continue
+		}
+		for i, name := range names {
+			if strings.EqualFold(key, name) {
+				f.Add(i, v)
 			}
 		}
 	}
-	return trimSpace(key), trimSpace(instance), ok
 }
 
 func headerOption(k, v string) *corev3.HeaderValueOption {
@@ -115,27 +107,13 @@ func headerOption(k, v string) *corev3.HeaderValueOption {
 }
 
 // grpcAllowed answers OK with the identity headers (replacing any the client sent) and removes
-// the credential headers and, for an ApiKey, the agent headers a client may have forged.
-func (dp *DataPlane) grpcAllowed(d *Decision, p presented) *authv3.CheckResponse {
-	c := d.Credential
-	variant := variantOf(c.Kind)
-	names := [7]string{HeaderKind, HeaderNamespace, HeaderName, HeaderKeyID, HeaderScopes}
-	values := [7]string{c.Kind, c.Namespace, c.Name, c.KeyID, d.Scopes}
-	n := 5
-	switch variant {
-	case variantAgent:
-		names[5], values[5], names[6], values[6] = HeaderAgent, c.Agent, HeaderParent, c.ParentName
-		n = 7
-	case variantToken:
-		names[5], values[5] = HeaderSubject, d.Subject
-		n = 6
-	case variantLicense:
-		names[5], values[5] = HeaderEntitlements, c.License.EntitlementsHeader
-		n = 6
-	}
+// the credential headers and the identity headers this kind does not set (a client may have
+// forged them).
+func (dp *DataPlane) grpcAllowed(d *Decision, p *wire.Presented) *authv3.CheckResponse {
+	id := &d.Identity
+	n := id.Count()
 	// The whole answer is one allocation: the response messages and every header option, value
-	// and pointer, sized for the common five headers or for seven. (The identity headers are not
-	// cached per credential: that would cost memory per key, and an answer is collected young.)
+	// and pointer, sized for the common five headers or for every identity header.
 	var (
 		resp *grpcOK
 		opts []corev3.HeaderValueOption
@@ -153,20 +131,26 @@ func (dp *DataPlane) grpcAllowed(d *Decision, p presented) *authv3.CheckResponse
 	} else {
 		a := &struct {
 			grpcOK
-			opts [7]corev3.HeaderValueOption
-			hvs  [7]corev3.HeaderValue
-			ptrs [7]*corev3.HeaderValueOption
+			opts [wire.IdentityHeaderCount]corev3.HeaderValueOption
+			hvs  [wire.IdentityHeaderCount]corev3.HeaderValue
+			ptrs [wire.IdentityHeaderCount]*corev3.HeaderValueOption
 		}{}
 		resp, opts, hvs, ptrs = &a.grpcOK, a.opts[:n:n], a.hvs[:n:n], a.ptrs[:n:n]
 	}
-	for i := range n {
-		hvs[i].Key, hvs[i].Value = names[i], values[i]
-		opts[i].Header = &hvs[i]
-		opts[i].AppendAction = corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD
-		ptrs[i] = &opts[i]
+	j := 0
+	for i := range wire.IdentityHeaderCount {
+		name, _, set := id.IdentityHeader(i)
+		if !set {
+			continue
+		}
+		hvs[j].Key, hvs[j].Value = name, id.Value(i)
+		opts[j].Header = &hvs[j]
+		opts[j].AppendAction = corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD
+		ptrs[j] = &opts[j]
+		j++
 	}
 	resp.o.Headers = ptrs
-	resp.o.HeadersToRemove = dp.extractor.toRemove(p.from, variant)
+	resp.o.HeadersToRemove = dp.sources.Removal(p, id.Fields).Headers
 	resp.ok.OkResponse = &resp.o
 	resp.r.HttpResponse = &resp.ok
 	resp.r.Status = &resp.s
@@ -197,7 +181,7 @@ func (dp *DataPlane) grpcDenied(r Reason) *authv3.CheckResponse {
 			Status: &typev3.HttpStatus{Code: typev3.StatusCode(r.HTTPStatus())},
 			Headers: []*corev3.HeaderValueOption{
 				headerOption("content-type", "application/json"),
-				headerOption(HeaderReason, r.String()),
+				headerOption(wire.HeaderReason, r.String()),
 			},
 			Body: r.Body(dp.opts.CompatBodies),
 		}},

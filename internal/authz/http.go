@@ -2,29 +2,15 @@ package authz
 
 import (
 	"net/http"
-	"net/url"
-	"strings"
 	"time"
 
 	"github.com/keycap-dev/keycap/internal/activation"
+	"github.com/keycap-dev/keycap/internal/authz/wire"
 	"github.com/keycap-dev/keycap/internal/signing"
 )
 
 // CheckPath is the forward-auth endpoint on the HTTP port.
 const CheckPath = "/check"
-
-// Query parameters of the forward-auth URL that state a route's requirements, e.g.
-// /check?scopes=videos:read,videos:write&namespace=acme. They live in the proxy's configuration
-// (nginx auth_request's proxy_pass, Traefik forwardAuth's address), where clients cannot change
-// them. Both may repeat and both take comma-separated lists.
-const (
-	QueryScopes    = "scopes"
-	QueryNamespace = "namespace"
-	// QueryAudience is the audience an AppToken must be for.
-	QueryAudience = "audience"
-	// QueryEntitlements are the entitlements a licence must hold.
-	QueryEntitlements = "entitlements"
-)
 
 // serveCheck answers forward-auth: 200 with identity headers, or 401/403 with a JSON body, the
 // reason in x-keycap-reason and the body again in x-keycap-error-body for nginx.
@@ -35,138 +21,51 @@ const (
 // for per-route requirements with Envoy.
 func (dp *DataPlane) serveCheck(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	reason := ReasonInternal
+	reason := wire.ReasonInternal
 	defer func() {
 		if recover() != nil {
-			reason = ReasonInternal
-			dp.httpDenied(w, ReasonInternal)
+			reason = wire.ReasonInternal
+			dp.httpDenied(w, wire.ReasonInternal)
 		}
 		durationByProt[1].Observe(time.Since(start).Seconds())
 		checkCounters[1][reason].Inc()
 	}()
-	var hv headerValues
-	dp.extractor.fromHTTP(r.Header, &hv)
-	p, reason := dp.extractor.extract(&hv)
-	licenseKeys, hasLicense := r.Header[canonicalLicenseKey]
-	switch {
-	case hasLicense && reason == ReasonMissing:
-		reason = ReasonOK
-	case hasLicense && reason == ReasonOK:
-		reason = ReasonAmbiguous
-	}
-	if reason != ReasonOK {
-		if reason == ReasonMissing && !dp.ready() {
-			reason = ReasonNotReady
-		}
-		dp.httpDenied(w, reason)
-		return
-	}
+	var form wire.Form
+	dp.sources.FromHTTP(r.Header, &form)
 	var req Requirements
+	var aud Audience
 	var scopes, namespaces, entitlements [4]string
 	if r.URL.Path == CheckPath {
-		req = parseRequirements(r.URL.RawQuery, scopes[:0], namespaces[:0], entitlements[:0])
+		req, aud = wire.ParseQuery(r.URL.RawQuery, scopes[:0], namespaces[:0], entitlements[:0])
 	}
-	var d Decision
-	if hasLicense {
-		d = dp.decideLicense(single(licenseKeys), single(r.Header[canonicalInstanceID]), req)
-	} else {
-		d = dp.decide(p.key, req)
-	}
+	_, d := dp.check(&form, &req, aud)
 	reason = d.Reason
 	if !d.Allowed() {
 		dp.httpDenied(w, reason)
 		return
 	}
-	c := d.Credential
-	var ents string
-	if c.License != nil {
-		ents = c.License.EntitlementsHeader
-	}
-	// One backing array for every header value.
-	v := [...]string{c.Kind, c.Namespace, c.Name, c.KeyID, d.Scopes, ReasonOK.String(), c.Agent, c.ParentName, d.Subject, ents}
-	// The agent headers are sent empty for an ApiKey, so that proxies copying the answer's
-	// headers upstream (Traefik's authResponseHeaders) replace any the client forged.
-	vals := append([]string(nil), v[:]...)
+	// One backing array for every header value: the identity headers (those this kind does not
+	// set are sent empty, so that proxies copying the answer's headers upstream, such as
+	// Traefik's authResponseHeaders, replace any the client forged) and the reason.
+	id := &d.Identity
+	vals := make([]string, wire.IdentityHeaderCount+1)
 	h := w.Header()
-	h[canonicalKind] = vals[0:1:1]
-	h[canonicalNamespace] = vals[1:2:2]
-	h[canonicalName] = vals[2:3:3]
-	h[canonicalKeyID] = vals[3:4:4]
-	h[canonicalScopes] = vals[4:5:5]
-	h[canonicalReason] = vals[5:6:6]
-	h[canonicalAgent] = vals[6:7:7]
-	h[canonicalParent] = vals[7:8:8]
-	h[canonicalSubject] = vals[8:9:9]
-	h[canonicalEntitlements] = vals[9:10:10]
+	for i := range wire.IdentityHeaderCount {
+		_, canonical, set := id.IdentityHeader(i)
+		if set {
+			vals[i] = id.Value(i)
+		}
+		h[canonical] = vals[i : i+1 : i+1]
+	}
+	vals[wire.IdentityHeaderCount] = wire.ReasonOK.String()
+	h[canonicalReason] = vals[wire.IdentityHeaderCount:]
 	w.WriteHeader(http.StatusOK)
 }
 
-// single returns the one value of a header, or an invalid value when it is repeated with
-// different values (a licence or instance must be unambiguous).
-func single(values []string) string {
-	switch len(values) {
-	case 0:
-		return ""
-	case 1:
-		return trimSpace(values[0])
-	}
-	for _, v := range values[1:] {
-		if v != values[0] {
-			return "\x00repeated"
-		}
-	}
-	return trimSpace(values[0])
-}
-
-// parseRequirements reads the scopes, namespace, audience and entitlements parameters of a
-// forward-auth query into the given slices (the caller's stack arrays, so the common case
-// allocates nothing). A parameter that cannot be unescaped counts as a requirement no credential
-// meets; so does a repeated audience with different values.
-func parseRequirements(rawQuery string, scopes, namespaces, entitlements []string) Requirements {
-	var audience string
-	for rawQuery != "" {
-		var pair string
-		pair, rawQuery, _ = strings.Cut(rawQuery, "&")
-		k, v, _ := strings.Cut(pair, "=")
-		if k != QueryScopes && k != QueryNamespace && k != QueryAudience && k != QueryEntitlements {
-			continue
-		}
-		if u, err := url.QueryUnescape(v); err == nil {
-			v = u
-		} else {
-			v = "\x00invalid"
-		}
-		switch k {
-		case QueryScopes:
-			scopes = append(scopes, v)
-		case QueryNamespace:
-			namespaces = append(namespaces, v)
-		case QueryEntitlements:
-			entitlements = append(entitlements, v)
-		default:
-			if audience != "" && audience != v {
-				v = "\x00ambiguous"
-			}
-			audience = v
-		}
-	}
-	return Requirements{Scopes: scopes, Namespaces: namespaces, Audience: audience, Entitlements: entitlements}
-}
-
 var (
-	canonicalKind         = http.CanonicalHeaderKey(HeaderKind)
-	canonicalNamespace    = http.CanonicalHeaderKey(HeaderNamespace)
-	canonicalName         = http.CanonicalHeaderKey(HeaderName)
-	canonicalKeyID        = http.CanonicalHeaderKey(HeaderKeyID)
-	canonicalScopes       = http.CanonicalHeaderKey(HeaderScopes)
-	canonicalAgent        = http.CanonicalHeaderKey(HeaderAgent)
-	canonicalParent       = http.CanonicalHeaderKey(HeaderParent)
-	canonicalReason       = http.CanonicalHeaderKey(HeaderReason)
-	canonicalSubject      = http.CanonicalHeaderKey(HeaderSubject)
-	canonicalEntitlements = http.CanonicalHeaderKey(HeaderEntitlements)
-	canonicalLicenseKey   = http.CanonicalHeaderKey(HeaderLicenseKey)
-	canonicalInstanceID   = http.CanonicalHeaderKey(HeaderInstanceID)
-	canonicalErrorBody    = http.CanonicalHeaderKey(HeaderErrorBody)
+	canonicalReason    = wire.Canonical(wire.HeaderReason)
+	canonicalErrorBody = wire.Canonical(wire.HeaderErrorBody)
+	identityHeaders    = wire.IdentityHeaderNames()
 )
 
 func (dp *DataPlane) httpDenied(w http.ResponseWriter, r Reason) {

@@ -14,8 +14,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
-	keycapv1alpha1 "github.com/keycap-dev/keycap/api/v1alpha1"
 	"github.com/keycap-dev/keycap/internal/index"
+	"github.com/keycap-dev/keycap/internal/registry"
 )
 
 // LastUsedThrottle is the least time between two lastUsedAt writes for one credential by one
@@ -145,19 +145,11 @@ func (u *usageRecorder) flush(ctx context.Context, batch map[*index.Slot]time.Ti
 }
 
 func (u *usageRecorder) write(ctx context.Context, use usage) error {
-	var obj client.Object
-	switch use.slot.Key.Kind {
-	case index.KindApiKey:
-		obj = &keycapv1alpha1.ApiKey{}
-	case index.KindAgentKey:
-		obj = &keycapv1alpha1.AgentKey{}
-	case index.KindAppToken:
-		obj = &keycapv1alpha1.AppToken{}
-	case index.KindLicense:
-		obj = &keycapv1alpha1.License{}
-	default:
+	kind, ok := registry.ByName(use.slot.Key.Kind)
+	if !ok {
 		return nil
 	}
+	obj := kind.New()
 	obj.SetNamespace(use.slot.Key.Namespace)
 	obj.SetName(use.slot.Key.Name)
 	body, err := json.Marshal(map[string]any{"status": map[string]any{"lastUsedAt": metav1.NewTime(use.at)}})

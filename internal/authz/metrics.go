@@ -3,6 +3,8 @@ package authz
 import (
 	"github.com/prometheus/client_golang/prometheus"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	"github.com/keycap-dev/keycap/internal/authz/wire"
 )
 
 // Protocols, the protocol label of the data plane's metrics.
@@ -32,16 +34,16 @@ var (
 
 	// checkCounters are checksTotal's children resolved once, so the request path does no label
 	// hashing: [protocol][reason].
-	checkCounters  [2][reasonCount]prometheus.Counter
+	checkCounters  [2][wire.ReasonCount]prometheus.Counter
 	durationByProt [2]prometheus.Observer
 )
 
 func init() {
 	metrics.Registry.MustRegister(checksTotal, checkDuration, indexedCredentials, lastUsedWrites)
 	for p, proto := range []string{protocolGRPC, protocolHTTP} {
-		for r := Reason(0); r < reasonCount; r++ {
+		for r := wire.Reason(0); r < wire.ReasonCount; r++ {
 			result := "denied"
-			if r == ReasonOK {
+			if r == wire.ReasonOK {
 				result = "allowed"
 			}
 			checkCounters[p][r] = checksTotal.WithLabelValues(proto, result, r.String())

@@ -25,12 +25,15 @@ import (
 	"google.golang.org/grpc/reflection"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 
 	"github.com/keycap-dev/keycap/internal/activation"
 	"github.com/keycap-dev/keycap/internal/apptoken"
+	"github.com/keycap-dev/keycap/internal/authz/wire"
 	"github.com/keycap-dev/keycap/internal/index"
+	"github.com/keycap-dev/keycap/internal/registry"
 	"github.com/keycap-dev/keycap/internal/signing"
 )
 
@@ -83,12 +86,12 @@ type Options struct {
 
 // DataPlane is the running data plane.
 type DataPlane struct {
-	opts      Options
-	index     *index.Index
-	authz     authorizer
-	extractor *extractor
-	usage     *usageRecorder
-	synced    func() bool
+	opts    Options
+	index   *index.Index
+	authz   authorizer
+	sources *wire.Sources
+	usage   *usageRecorder
+	synced  func() bool
 
 	publicKeys *signing.PublicKeys
 	verifier   *apptoken.Verifier
@@ -117,15 +120,19 @@ func SetupWithManager(mgr ctrl.Manager, opts Options) (*DataPlane, error) {
 		opts.Clock = clock.RealClock{}
 	}
 	if opts.ExtraKeyHeaders == nil {
-		opts.ExtraKeyHeaders = DefaultExtraKeyHeaders
+		opts.ExtraKeyHeaders = wire.DefaultExtraKeyHeaders
 	}
 	dp := &DataPlane{
 		opts:    opts,
 		index:   index.New(),
 		serving: make(chan struct{}),
 	}
-	dp.extractor = newExtractor(opts.ExtraKeyHeaders)
-	synced, err := dp.index.Feed(context.Background(), mgr.GetCache())
+	dp.sources = wire.NewSources(opts.ExtraKeyHeaders)
+	kinds := make([]client.Object, 0, len(registry.Kinds()))
+	for _, k := range registry.Kinds() {
+		kinds = append(kinds, k.New())
+	}
+	synced, err := dp.index.Feed(context.Background(), mgr.GetCache(), kinds, project)
 	if err != nil {
 		return nil, err
 	}
@@ -182,22 +189,22 @@ func (dp *DataPlane) ready() bool {
 	return dp.synced() && dp.listening.Load()
 }
 
-// decide runs the authorizer and records use of an allowed credential.
-func (dp *DataPlane) decide(key string, req Requirements) Decision {
-	d := dp.authz.decide(key, req)
+// check is what every transport does with a request in its one form: take the credential from
+// its sources (a licence and a key at once are AMBIGUOUS), settle readiness, decide, and record
+// use of an allowed credential.
+func (dp *DataPlane) check(f *wire.Form, req *Requirements, aud Audience) (wire.Presented, Decision) {
+	p, reason := dp.sources.Extract(f)
+	if reason != wire.ReasonOK {
+		if reason == wire.ReasonMissing && !dp.ready() {
+			reason = wire.ReasonNotReady
+		}
+		return p, Decision{Reason: reason}
+	}
+	d := dp.authz.decide(&p, req, aud)
 	if d.Allowed() && dp.usage != nil {
 		dp.usage.record(d.slot, d.Credential, dp.authz.now())
 	}
-	return d
-}
-
-// decideLicense runs the licence decision and records use of an allowed licence.
-func (dp *DataPlane) decideLicense(key, instanceID string, req Requirements) Decision {
-	d := dp.authz.decideLicense(key, instanceID, req)
-	if d.Allowed() && dp.usage != nil {
-		dp.usage.record(d.slot, d.Credential, dp.authz.now())
-	}
-	return d
+	return p, d
 }
 
 // Start serves gRPC and HTTP until ctx ends.
@@ -288,17 +295,19 @@ func (dp *DataPlane) waitSynced(ctx context.Context, healthServer *health.Server
 	healthServer.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	healthServer.SetServingStatus(authv3.Authorization_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 	dp.servingOnce.Do(func() { close(dp.serving) })
-	logf.FromContext(ctx).WithName("authz").Info("data plane serving: informers synced, public keys read",
-		"apikeys", dp.index.Len(index.KindApiKey), "agentkeys", dp.index.Len(index.KindAgentKey),
-		"apptokens", dp.index.Len(index.KindAppToken), "licenses", dp.index.Len(index.KindLicense))
+	counts := make([]any, 0, 2*len(registry.Kinds()))
+	for _, k := range registry.Kinds() {
+		counts = append(counts, k.Resource, dp.index.Len(k.Name))
+	}
+	logf.FromContext(ctx).WithName("authz").Info("data plane serving: informers synced, public keys read", counts...)
 }
 
 func (dp *DataPlane) reportIndexSize(ctx context.Context) {
 	ticker := time.NewTicker(5 * time.Second)
 	defer ticker.Stop()
 	for {
-		for _, kind := range []string{index.KindApiKey, index.KindAgentKey, index.KindAppToken, index.KindLicense} {
-			indexedCredentials.WithLabelValues(kind).Set(float64(dp.index.Len(kind)))
+		for _, k := range registry.Kinds() {
+			indexedCredentials.WithLabelValues(k.Name).Set(float64(dp.index.Len(k.Name)))
 		}
 		select {
 		case <-ctx.Done():

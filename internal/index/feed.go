@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"time"
 	"unique"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -13,24 +12,29 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	keycapv1alpha1 "github.com/keycap-dev/keycap/api/v1alpha1"
-	"github.com/keycap-dev/keycap/internal/activation"
+	"github.com/keycap-dev/keycap/internal/lifecycle"
 )
 
-// Feed registers the index's event handlers on the informers of the credential kinds (ApiKey,
-// AgentKey, AppToken, License) and returns a function reporting whether every handler has received the informers'
-// initial list. Informers come from the manager's cache; nothing here reads Secrets.
-func (ix *Index) Feed(ctx context.Context, informers cache.Informers) (synced func() bool, err error) {
+// Projection turns a credential object into what the index holds of it: its Credential and the
+// digests it lists. Each kind's projection is part of its registry entry (internal/registry); the
+// index's consumer passes one that dispatches on the kind and may add what it derives.
+type Projection func(keycapv1alpha1.Credential) (*Credential, []KeyDigest)
+
+// Feed registers the index's event handlers on the informers of objs (one empty object of each
+// credential kind, as the kind registry lists them) and returns a function reporting whether
+// every handler has received the informers' initial list. Objects arrive either decoded (then
+// project turns them into Credentials) or already as Records (a cache transform projected them).
+// Informers come from the manager's cache; nothing here reads Secrets.
+func (ix *Index) Feed(ctx context.Context, informers cache.Informers, objs []client.Object, project Projection) (synced func() bool, err error) {
 	var regs []toolscache.ResourceEventHandlerRegistration
-	for _, obj := range []client.Object{
-		&keycapv1alpha1.ApiKey{}, &keycapv1alpha1.AgentKey{}, &keycapv1alpha1.AppToken{}, &keycapv1alpha1.License{},
-	} {
+	for _, obj := range objs {
 		inf, err := informers.GetInformer(ctx, obj, cache.BlockUntilSynced(false))
 		if err != nil {
 			return nil, fmt.Errorf("getting the %T informer: %w", obj, err)
 		}
 		reg, err := inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
-			AddFunc:    func(o any) { ix.apply(o) },
-			UpdateFunc: func(_, o any) { ix.apply(o) },
+			AddFunc:    func(o any) { ix.apply(o, project) },
+			UpdateFunc: func(_, o any) { ix.apply(o, project) },
 			DeleteFunc: ix.remove,
 		})
 		if err != nil {
@@ -48,18 +52,12 @@ func (ix *Index) Feed(ctx context.Context, informers cache.Informers) (synced fu
 	}, nil
 }
 
-func (ix *Index) apply(o any) {
+func (ix *Index) apply(o any, project Projection) {
 	switch obj := o.(type) {
 	case *Record:
 		ix.Upsert(obj.Credential, obj.Digests)
-	case *keycapv1alpha1.ApiKey:
-		ix.Upsert(FromApiKey(obj))
-	case *keycapv1alpha1.AgentKey:
-		ix.Upsert(FromAgentKey(obj))
-	case *keycapv1alpha1.AppToken:
-		ix.Upsert(FromAppToken(obj))
-	case *keycapv1alpha1.License:
-		ix.Upsert(FromLicense(obj))
+	case keycapv1alpha1.Credential:
+		ix.Upsert(project(obj))
 	}
 }
 
@@ -70,91 +68,48 @@ func (ix *Index) remove(o any) {
 	switch obj := o.(type) {
 	case *Record:
 		ix.Delete(ObjectKey{Kind: obj.Credential.Kind, Namespace: obj.Credential.Namespace, Name: obj.Credential.Name})
-	case *keycapv1alpha1.ApiKey:
-		ix.Delete(ObjectKey{Kind: KindApiKey, Namespace: obj.Namespace, Name: obj.Name})
-	case *keycapv1alpha1.AgentKey:
-		ix.Delete(ObjectKey{Kind: KindAgentKey, Namespace: obj.Namespace, Name: obj.Name})
-	case *keycapv1alpha1.AppToken:
-		ix.Delete(ObjectKey{Kind: KindAppToken, Namespace: obj.Namespace, Name: obj.Name})
-	case *keycapv1alpha1.License:
-		ix.Delete(ObjectKey{Kind: KindLicense, Namespace: obj.Namespace, Name: obj.Name})
+	case keycapv1alpha1.Credential:
+		ix.Delete(ObjectKey{Kind: obj.CredentialKind(), Namespace: obj.GetNamespace(), Name: obj.GetName()})
 	}
 }
 
-// FromApiKey returns the index's view of an ApiKey.
-func FromApiKey(k *keycapv1alpha1.ApiKey) (*Credential, []KeyDigest) {
-	c := newCredential(KindApiKey, &k.ObjectMeta, &k.Spec.CredentialSpec, k.Spec.Lifetime, &k.Status.CredentialStatus)
-	return c, keyDigests(k.Status.OpaqueKeyStatus)
-}
-
-// FromAgentKey returns the index's view of an AgentKey.
-func FromAgentKey(k *keycapv1alpha1.AgentKey) (*Credential, []KeyDigest) {
-	c := newCredential(KindAgentKey, &k.ObjectMeta, &k.Spec.CredentialSpec, k.Spec.Lifetime, &k.Status.CredentialStatus)
-	c.Agent, c.ParentName = k.Spec.Agent, k.Spec.APIKeyRef.Name
-	return c, keyDigests(k.Status.OpaqueKeyStatus)
-}
-
-// FromAppToken returns the index's view of an AppToken: it is found by status.keyID (every token
-// it issued carries it in its jti) and lists no digests. Its expiry is the object's own
-// (status.expiresAt or spec.expiresAt); each token's exp is judged by the verifier.
-func FromAppToken(t *keycapv1alpha1.AppToken) (*Credential, []KeyDigest) {
-	// An AppToken's duration is each token's lifetime, not the object's: only expiresAt bounds it.
-	lifetime := keycapv1alpha1.Lifetime{ExpiresAt: t.Spec.ExpiresAt}
-	return newCredential(KindAppToken, &t.ObjectMeta, &t.Spec.CredentialSpec, lifetime, &t.Status.CredentialStatus), nil
-}
-
-// FromLicense returns the index's view of a License, found by its licence key's digest.
-func FromLicense(l *keycapv1alpha1.License) (*Credential, []KeyDigest) {
-	c := newCredential(KindLicense, &l.ObjectMeta, &l.Spec.CredentialSpec, l.Spec.Lifetime, &l.Status.CredentialStatus)
-	ld := &LicenseData{
-		Entitlements:     NormalizeScopes(l.Spec.Entitlements),
-		HeartbeatTimeout: activation.HeartbeatTimeout(&l.Spec),
-		MaxInstances:     activation.MaxInstances(&l.Spec),
-	}
-	ld.EntitlementsHeader = joinScopes(ld.Entitlements)
-	if n := len(l.Status.Activations); n > 0 {
-		ld.Activations = make([]Activation, n)
-		for i, a := range l.Status.Activations {
-			ld.Activations[i] = Activation{InstanceID: a.InstanceID, ActivatedAt: a.ActivatedAt.Time, LastSeenAt: a.LastSeenAt.Time}
-		}
-	}
-	c.License = ld
-	return c, keyDigests(keycapv1alpha1.OpaqueKeyStatus{Digests: l.Status.Digests})
-}
-
-// newCredential fills what the index knows of every kind: identity, key ID, disabled, expiry
-// (the earliest of the spec's and the status's), scopes and when it was last used.
-func newCredential(kind string, meta *metav1.ObjectMeta, spec *keycapv1alpha1.CredentialSpec,
-	lifetime keycapv1alpha1.Lifetime, status *keycapv1alpha1.CredentialStatus) *Credential {
+// NewCredential fills what the index knows of every kind: identity, key ID, disabled, expiry
+// (lifecycle.CredentialExpiry: the earliest of the spec's and the status's), scopes and when it
+// was last used. A kind's projection adds the rest.
+func NewCredential(obj keycapv1alpha1.Credential) *Credential {
+	spec, status := obj.GetCredentialSpec(), obj.GetCredentialStatus()
 	c := &Credential{
-		Kind:      kind,
-		Namespace: intern(meta.Namespace),
-		Name:      meta.Name,
+		Kind:      obj.CredentialKind(),
+		Namespace: Intern(obj.GetNamespace()),
+		Name:      obj.GetName(),
 		KeyID:     status.KeyID,
 		Disabled:  spec.Disabled,
-		ExpiresAt: expiry(meta.CreationTimestamp, lifetime, status.ExpiresAt),
+		ExpiresAt: lifecycle.CredentialExpiry(obj),
 	}
-	setScopes(c, spec.Scopes)
+	c.Scopes, c.ScopesHeader = InternedList(spec.Scopes)
 	if status.LastUsedAt != nil {
 		c.LastUsedAt = status.LastUsedAt.Time
 	}
 	return c
 }
 
-func setScopes(c *Credential, scopes []string) {
-	c.Scopes = NormalizeScopes(scopes)
-	for i, s := range c.Scopes {
-		c.Scopes[i] = intern(s)
+// InternedList returns list sorted, without duplicates or blanks, each element interned, and
+// joined with "," (the header form, interned too).
+func InternedList(list []string) ([]string, string) {
+	out := NormalizeScopes(list)
+	for i, s := range out {
+		out[i] = Intern(s)
 	}
-	c.ScopesHeader = intern(joinScopes(c.Scopes))
+	return out, Intern(JoinScopes(out))
 }
 
-// intern returns the canonical copy of s, so that the namespaces and scopes many credentials
+// Intern returns the canonical copy of s, so that the namespaces and scopes many credentials
 // share are held once rather than once per credential (the decoded object's copies become
 // garbage). Canonical copies nobody uses any more are collected.
-func intern(s string) string { return unique.Make(s).Value() }
+func Intern(s string) string { return unique.Make(s).Value() }
 
-func joinScopes(scopes []string) string {
+// JoinScopes joins scopes with "," for the x-keycap-scopes header.
+func JoinScopes(scopes []string) string {
 	n := 0
 	for _, s := range scopes {
 		n += len(s) + 1
@@ -169,40 +124,19 @@ func joinScopes(scopes []string) string {
 	return string(b)
 }
 
-// JoinScopes joins scopes with "," for the x-keycap-scopes header.
-func JoinScopes(scopes []string) string { return joinScopes(scopes) }
-
-// expiry is the earliest of every expiry the object states, so that the data plane refuses an
-// expired key even before the controller has written status.expiresAt.
-func expiry(created metav1.Time, spec keycapv1alpha1.Lifetime, status *metav1.Time) time.Time {
-	var out time.Time
-	consider := func(t time.Time) {
-		if !t.IsZero() && (out.IsZero() || t.Before(out)) {
-			out = t
-		}
-	}
-	if status != nil {
-		consider(status.Time)
-	}
-	if spec.ExpiresAt != nil {
-		consider(spec.ExpiresAt.Time)
-	}
-	if spec.Duration != nil && !created.IsZero() {
-		consider(created.Add(spec.Duration.Duration))
-	}
-	return out
-}
-
-func keyDigests(s keycapv1alpha1.OpaqueKeyStatus) []KeyDigest {
-	out := make([]KeyDigest, 0, len(s.Digests))
-	for i, hexDigest := range s.Digests {
+// KeyDigests returns the digests a status lists (hex, current first): every one after the first
+// is a previous key, valid until previousValidUntil when that is set. Malformed and repeated
+// digests are skipped.
+func KeyDigests(digests []string, previousValidUntil *metav1.Time) []KeyDigest {
+	out := make([]KeyDigest, 0, len(digests))
+	for i, hexDigest := range digests {
 		d, ok := ParseDigest(hexDigest)
 		if !ok || slices.ContainsFunc(out, func(k KeyDigest) bool { return k.Digest == d }) {
 			continue
 		}
 		kd := KeyDigest{Digest: d}
-		if i > 0 && s.PreviousKeyValidUntil != nil {
-			kd.NotAfter = s.PreviousKeyValidUntil.Time
+		if i > 0 && previousValidUntil != nil {
+			kd.NotAfter = previousValidUntil.Time
 		}
 		out = append(out, kd)
 	}

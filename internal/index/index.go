@@ -11,9 +11,11 @@
 // costs O(N) per event, which at 100 000 keys is milliseconds per watch event and seconds for the
 // initial list. BenchmarkLookupParallel measures the sharded table under a concurrent writer.)
 //
-// An AgentKey's Credential points to the Slot of its parent ApiKey, which exists (empty) even
-// before the parent is seen or after it is deleted, so the decision reads the parent's current
-// state at request time in O(1).
+// The index knows no kind: each kind's projection into a Credential (internal/registry) says
+// what it lists (digests, a key ID to be found by, a parent) and hangs its own typed data off
+// Credential.Data. A credential with a parent (an AgentKey's ApiKey) points to the parent's
+// Slot, which exists (empty) even before the parent is seen or after it is deleted, so the
+// decision reads the parent's current state at request time in O(1).
 package index
 
 import (
@@ -25,31 +27,9 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/types"
-)
 
-// Kinds of credentials the index holds.
-const (
-	KindApiKey   = "ApiKey"
-	KindAgentKey = "AgentKey"
-	// KindAppToken credentials are found by their status.keyID (LookupKeyID), which every token's
-	// jti starts with; they list no digests.
-	KindAppToken = "AppToken"
-	// KindLicense credentials are found by the digest of their licence key, like opaque keys.
-	KindLicense = "License"
+	"github.com/keycap-dev/keycap/internal/lifecycle"
 )
-
-// kindIndex numbers the kinds for the per-kind counters.
-func kindIndex(kind string) int {
-	switch kind {
-	case KindAgentKey:
-		return 1
-	case KindAppToken:
-		return 2
-	case KindLicense:
-		return 3
-	}
-	return 0
-}
 
 // Digest is a raw SHA-256 digest. The index is keyed by it, so a lookup hashes the presented key
 // once and never hex-encodes it.
@@ -67,8 +47,9 @@ func ParseDigest(s string) (Digest, bool) {
 	return d, true
 }
 
-// Credential is what the index knows of one credential object. It is immutable once published:
-// an update publishes a new *Credential.
+// Credential is what the index knows of one credential object, whatever its kind. It is
+// immutable once published: an update publishes a new *Credential. What only one kind has hangs
+// off Data, typed (*AgentData, *LicenseData, *AppTokenData); the index itself never looks at it.
 type Credential struct {
 	Kind      string
 	Namespace string
@@ -79,43 +60,32 @@ type Credential struct {
 	Scopes []string
 	// ScopesHeader is Scopes joined with ",", computed once.
 	ScopesHeader string
-	// ExpiresAt is the earliest expiry known (status.expiresAt, spec.expiresAt or creation +
-	// spec.duration); zero when the credential does not expire.
+	// ExpiresAt is the credential's expiry by lifecycle.Expiry (the earliest of spec and status);
+	// zero when the credential does not expire.
 	ExpiresAt time.Time
 	Disabled  bool
+	// FoundByKeyID makes the credential findable by KeyID (LookupKeyID) as well as by the
+	// digests it lists: the tokens of an AppToken carry its key ID.
+	FoundByKeyID bool
 	// LastUsedAt is status.lastUsedAt as last observed (zero when never written).
 	LastUsedAt time.Time
 
-	// Agent is the agent ID of an AgentKey.
-	Agent string
-	// ParentName is the parent ApiKey's name of an AgentKey.
-	ParentName string
-	// Parent is the parent ApiKey's slot of an AgentKey: its Load is nil while the parent is
-	// unknown or deleted.
+	// ParentKey names the object this credential is valid under (an AgentKey's ApiKey); nil when
+	// it has none. Upsert resolves it to Parent.
+	ParentKey *ObjectKey
+	// Parent is ParentKey's slot: its Load is nil while the parent is unknown or deleted.
 	Parent *Slot
 
-	// License holds what a request-time licence decision needs; nil for the other kinds.
-	License *LicenseData
-
-	// answer is whatever the data plane precomputed for this credential (its allowed answers):
-	// it lives and dies with this immutable version of the credential.
-	answer atomic.Pointer[any]
+	// Data is what only this credential's kind has, set by the kind's projection.
+	Data any
+	// Derived is owned by the index's consumer (the data plane): whatever it derives from this
+	// version of the credential, set once by the projection the consumer gives Feed, before the
+	// credential is published. The index never reads or writes it.
+	Derived any
 }
 
-// Answer returns what SetAnswer stored, or nil.
-func (c *Credential) Answer() any {
-	if p := c.answer.Load(); p != nil {
-		return *p
-	}
-	return nil
-}
-
-// SetAnswer stores a value the data plane derived from this credential, e.g. its precomputed
-// allowed answers. Concurrent callers may race; the last store wins, so the value must be a pure
-// function of the credential.
-func (c *Credential) SetAnswer(v any) { c.answer.Store(&v) }
-
-// Active reports whether c itself (not its parent) is usable at now.
+// Active reports whether c itself (not its parent) is usable at now: the one disabled/expired
+// rule (lifecycle.Expired) every decision applies.
 func (c *Credential) Active(now time.Time) bool {
 	return c != nil && !c.Disabled && (c.ExpiresAt.IsZero() || now.Before(c.ExpiresAt))
 }
@@ -130,6 +100,16 @@ func (c *Credential) HasScopes(required []string) bool {
 	return true
 }
 
+// AgentData is what an AgentKey adds: its agent ID (its parent is Credential.ParentKey).
+type AgentData struct {
+	Agent string
+}
+
+// AppTokenData is what an AppToken adds: tokens issued before TokensNotBefore are revoked.
+type AppTokenData struct {
+	TokensNotBefore time.Time
+}
+
 // LicenseData is a License's request-time state.
 type LicenseData struct {
 	// Entitlements are sorted and without duplicates; EntitlementsHeader joins them with ",".
@@ -140,13 +120,7 @@ type LicenseData struct {
 	// MaxInstances is the seat cap (at least 1).
 	MaxInstances int
 	// Activations are status.activations.
-	Activations []Activation
-}
-
-// Activation is one activated instance of a licence.
-type Activation struct {
-	InstanceID              string
-	ActivatedAt, LastSeenAt time.Time
+	Activations []lifecycle.Activation
 }
 
 // HasEntitlement reports whether l holds entitlement e.
@@ -155,30 +129,9 @@ func (l *LicenseData) HasEntitlement(e string) bool {
 	return ok
 }
 
-// InstanceSeat reports whether instanceID holds a live activation at now (the rule of
-// activation.InstanceActive: seen within the heartbeat timeout) and, if so, whether it is within
-// the seat cap: an instance whose live activation is younger than MaxInstances others (the cap
-// was lowered after it activated) has no seat.
+// InstanceSeat is lifecycle.Seat for this licence's activations.
 func (l *LicenseData) InstanceSeat(instanceID string, now time.Time) (active, seated bool) {
-	var mine *Activation
-	for i := range l.Activations {
-		if l.Activations[i].InstanceID == instanceID {
-			mine = &l.Activations[i]
-			break
-		}
-	}
-	if mine == nil || !now.Before(mine.LastSeenAt.Add(l.HeartbeatTimeout)) {
-		return false, false
-	}
-	older := 0
-	for i := range l.Activations {
-		a := &l.Activations[i]
-		if a != mine && now.Before(a.LastSeenAt.Add(l.HeartbeatTimeout)) &&
-			(a.ActivatedAt.Before(mine.ActivatedAt) || a.ActivatedAt.Equal(mine.ActivatedAt) && a.InstanceID < mine.InstanceID) {
-			older++
-		}
-	}
-	return true, older < l.MaxInstances
+	return lifecycle.Seat(l.Activations, instanceID, l.HeartbeatTimeout, l.MaxInstances, now)
 }
 
 // ObjectKey names a credential object.
@@ -195,6 +148,9 @@ type Slot struct {
 	current Entry
 	Key     ObjectKey
 	cred    atomic.Pointer[Credential]
+	// pinned is set once another object's credential names this slot as its parent, so the slot
+	// outlives its object's deletion (the dependants keep their pointer). Guarded by Index.mu.
+	pinned bool
 	// lastUsedMark is the unix-nano time this replica last queued a lastUsedAt write for the
 	// object; the data plane throttles writes with it.
 	lastUsedMark atomic.Int64
@@ -244,9 +200,10 @@ type Index struct {
 	// webhook forbids); such digests are refused. Empty in a healthy cluster.
 	conflicts map[Digest][]*Slot
 
-	count [4]atomic.Int64 // credentials by kind: ApiKey, AgentKey, AppToken, License
+	// count is the number of credentials by kind; guarded by mu.
+	count map[string]int
 
-	// byKeyID maps an AppToken's status.keyID to its *Slot. Loads are lock-free.
+	// byKeyID maps the KeyID of a credential FoundByKeyID to its *Slot. Loads are lock-free.
 	byKeyID sync.Map
 }
 
@@ -255,6 +212,7 @@ func New() *Index {
 	ix := &Index{
 		slots:     map[ObjectKey]*Slot{},
 		conflicts: map[Digest][]*Slot{},
+		count:     map[string]int{},
 	}
 	for i := range ix.shards {
 		ix.shards[i].m = map[Digest]*Entry{}
@@ -273,11 +231,13 @@ func (ix *Index) Lookup(d *Digest) (*Entry, bool) {
 
 // Len returns how many credentials of a kind the index holds.
 func (ix *Index) Len(kind string) int {
-	return int(ix.count[kindIndex(kind)].Load())
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	return ix.count[kind]
 }
 
-// LookupKeyID returns the slot of the AppToken whose status.keyID is keyID, or nil. It takes no
-// lock.
+// LookupKeyID returns the slot of the credential FoundByKeyID whose key ID is keyID, or nil. It
+// takes no lock.
 func (ix *Index) LookupKeyID(keyID string) *Slot {
 	if v, ok := ix.byKeyID.Load(keyID); ok {
 		return v.(*Slot)
@@ -301,20 +261,20 @@ func (ix *Index) Upsert(cred *Credential, digests []KeyDigest) {
 	defer ix.mu.Unlock()
 	slot := ix.slotLocked(key)
 	// A credential upserted again (an informer resync of a cached Record) keeps its parent link.
-	if cred.Kind == KindAgentKey && cred.ParentName != "" && cred.Parent == nil {
-		cred.Parent = ix.slotLocked(ObjectKey{Kind: KindApiKey, Namespace: cred.Namespace, Name: cred.ParentName})
+	if cred.ParentKey != nil && cred.Parent == nil {
+		parent := ix.slotLocked(*cred.ParentKey)
+		parent.pinned = true
+		cred.Parent = parent
 	}
 	prev := slot.cred.Swap(cred)
 	if prev == nil {
-		ix.counter(key.Kind).Add(1)
+		ix.count[key.Kind]++
 	}
-	if key.Kind == KindAppToken {
-		if prev != nil && prev.KeyID != "" && prev.KeyID != cred.KeyID {
-			ix.byKeyID.CompareAndDelete(prev.KeyID, slot)
-		}
-		if cred.KeyID != "" {
-			ix.byKeyID.Store(cred.KeyID, slot)
-		}
+	if prev != nil && prev.FoundByKeyID && prev.KeyID != "" && (!cred.FoundByKeyID || prev.KeyID != cred.KeyID) {
+		ix.byKeyID.CompareAndDelete(prev.KeyID, slot)
+	}
+	if cred.FoundByKeyID && cred.KeyID != "" {
+		ix.byKeyID.Store(cred.KeyID, slot)
 	}
 
 	old := slot.owned
@@ -357,14 +317,14 @@ func (ix *Index) Delete(key ObjectKey) {
 	}
 	slot.owned = nil
 	if prev := slot.cred.Swap(nil); prev != nil {
-		ix.counter(key.Kind).Add(-1)
-		if key.Kind == KindAppToken && prev.KeyID != "" {
+		ix.count[key.Kind]--
+		if prev.FoundByKeyID && prev.KeyID != "" {
 			ix.byKeyID.CompareAndDelete(prev.KeyID, slot)
 		}
 	}
-	// A slot nobody points to can go; an ApiKey's slot may be pointed to by agent keys, which
-	// keep their pointer, so it stays. (An empty slot costs a few dozen bytes.)
-	if key.Kind != KindApiKey {
+	// A slot nobody points to can go; a parent's slot is pointed to by its dependants, which keep
+	// their pointer, so it stays. (An empty slot costs a few dozen bytes.)
+	if !slot.pinned {
 		delete(ix.slots, key)
 	}
 }
@@ -376,10 +336,6 @@ func (ix *Index) Slot(key ObjectKey) *Slot {
 	return ix.slots[key]
 }
 
-func (ix *Index) counter(kind string) *atomic.Int64 {
-	return &ix.count[kindIndex(kind)]
-}
-
 // FindLicense returns the License listing the licence key digest (lowercase hex) in
 // status.digests; it implements activation.LicenseFinder.
 func (ix *Index) FindLicense(hexDigest string) (types.NamespacedName, bool) {
@@ -388,10 +344,31 @@ func (ix *Index) FindLicense(hexDigest string) (types.NamespacedName, bool) {
 		return types.NamespacedName{}, false
 	}
 	e, ok := ix.Lookup(&d)
-	if !ok || e.Conflict || e.Slot == nil || e.Slot.Key.Kind != KindLicense || e.Slot.Load() == nil {
+	if !ok || e.Conflict || e.Slot == nil {
+		return types.NamespacedName{}, false
+	}
+	if _, isLicense := e.Slot.Load().LicenseData(); !isLicense {
 		return types.NamespacedName{}, false
 	}
 	return types.NamespacedName{Namespace: e.Slot.Key.Namespace, Name: e.Slot.Key.Name}, true
+}
+
+// LicenseData returns c's licence data, if c is a licence.
+func (c *Credential) LicenseData() (*LicenseData, bool) {
+	if c == nil {
+		return nil, false
+	}
+	l, ok := c.Data.(*LicenseData)
+	return l, ok
+}
+
+// AgentData returns c's agent data, if c is an agent key.
+func (c *Credential) AgentData() (*AgentData, bool) {
+	if c == nil {
+		return nil, false
+	}
+	a, ok := c.Data.(*AgentData)
+	return a, ok
 }
 
 func (ix *Index) slotLocked(key ObjectKey) *Slot {

@@ -1,4 +1,4 @@
-package index
+package index_test
 
 import (
 	"crypto/sha256"
@@ -12,7 +12,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	keycapv1alpha1 "github.com/keycap-dev/keycap/api/v1alpha1"
+	. "github.com/keycap-dev/keycap/internal/index"
 	"github.com/keycap-dev/keycap/internal/keys"
+	"github.com/keycap-dev/keycap/internal/registry"
 )
 
 func apiKey(name string, digests ...string) *keycapv1alpha1.ApiKey {
@@ -39,18 +41,18 @@ func TestIndexFollowsObjects(t *testing.T) {
 	ix := New()
 	k1, k2 := "kc_one", "kc_two"
 
-	ix.Upsert(FromApiKey(apiKey("a", keys.Digest(k1))))
+	ix.Upsert(registry.Project(apiKey("a", keys.Digest(k1))))
 	c := lookup(ix, k1)
 	g.Expect(c).NotTo(gomega.BeNil())
 	g.Expect(c.Scopes).To(gomega.Equal([]string{"videos:read", "videos:write"}))
 	g.Expect(c.ScopesHeader).To(gomega.Equal("videos:read,videos:write"))
-	g.Expect(ix.Len(KindApiKey)).To(gomega.Equal(1))
+	g.Expect(ix.Len(keycapv1alpha1.KindApiKey)).To(gomega.Equal(1))
 
 	// Rotation with grace: both keys valid, the previous one until its deadline.
 	rotated := apiKey("a", keys.Digest(k2), keys.Digest(k1))
 	until := metav1.NewTime(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
 	rotated.Status.PreviousKeyValidUntil = &until
-	ix.Upsert(FromApiKey(rotated))
+	ix.Upsert(registry.Project(rotated))
 	d1 := digestOf(k1)
 	e, ok := ix.Lookup(&d1)
 	g.Expect(ok).To(gomega.BeTrue())
@@ -58,31 +60,31 @@ func TestIndexFollowsObjects(t *testing.T) {
 	g.Expect(lookup(ix, k2)).NotTo(gomega.BeNil())
 
 	// Grace over: the previous key is dropped.
-	ix.Upsert(FromApiKey(apiKey("a", keys.Digest(k2))))
+	ix.Upsert(registry.Project(apiKey("a", keys.Digest(k2))))
 	g.Expect(lookup(ix, k1)).To(gomega.BeNil())
 
 	// Disable is visible through the same slot.
 	disabled := apiKey("a", keys.Digest(k2))
 	disabled.Spec.Disabled = true
-	ix.Upsert(FromApiKey(disabled))
+	ix.Upsert(registry.Project(disabled))
 	g.Expect(lookup(ix, k2).Disabled).To(gomega.BeTrue())
 
-	ix.Delete(ObjectKey{Kind: KindApiKey, Namespace: "acme", Name: "a"})
+	ix.Delete(ObjectKey{Kind: keycapv1alpha1.KindApiKey, Namespace: "acme", Name: "a"})
 	g.Expect(lookup(ix, k2)).To(gomega.BeNil())
-	g.Expect(ix.Len(KindApiKey)).To(gomega.Equal(0))
+	g.Expect(ix.Len(keycapv1alpha1.KindApiKey)).To(gomega.Equal(0))
 }
 
 func TestIndexRefusesADigestTwoObjectsClaim(t *testing.T) {
 	g := gomega.NewWithT(t)
 	ix := New()
-	ix.Upsert(FromApiKey(apiKey("a", keys.Digest("shared"))))
-	ix.Upsert(FromApiKey(apiKey("b", keys.Digest("shared"))))
+	ix.Upsert(registry.Project(apiKey("a", keys.Digest("shared"))))
+	ix.Upsert(registry.Project(apiKey("b", keys.Digest("shared"))))
 	d := digestOf("shared")
 	e, ok := ix.Lookup(&d)
 	g.Expect(ok).To(gomega.BeTrue())
 	g.Expect(e.Conflict).To(gomega.BeTrue())
 
-	ix.Delete(ObjectKey{Kind: KindApiKey, Namespace: "acme", Name: "a"})
+	ix.Delete(ObjectKey{Kind: keycapv1alpha1.KindApiKey, Namespace: "acme", Name: "a"})
 	g.Expect(lookup(ix, "shared").Name).To(gomega.Equal("b"))
 }
 
@@ -95,37 +97,16 @@ func TestAgentKeyPointsToItsParent(t *testing.T) {
 	agent.Status.Digests = []string{keys.Digest("agent")}
 
 	// The agent key arrives before its parent: the parent slot exists, empty.
-	ix.Upsert(FromAgentKey(agent))
+	ix.Upsert(registry.Project(agent))
 	c := lookup(ix, "agent")
 	g.Expect(c.Parent).NotTo(gomega.BeNil())
 	g.Expect(c.Parent.Load()).To(gomega.BeNil())
 
-	ix.Upsert(FromApiKey(apiKey("a", keys.Digest("parent"))))
+	ix.Upsert(registry.Project(apiKey("a", keys.Digest("parent"))))
 	g.Expect(c.Parent.Load().Name).To(gomega.Equal("a"))
 
-	ix.Delete(ObjectKey{Kind: KindApiKey, Namespace: "acme", Name: "a"})
+	ix.Delete(ObjectKey{Kind: keycapv1alpha1.KindApiKey, Namespace: "acme", Name: "a"})
 	g.Expect(c.Parent.Load()).To(gomega.BeNil())
-}
-
-func TestExpiryIsTheEarliestStated(t *testing.T) {
-	created := metav1.NewTime(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
-	at := func(h int) *metav1.Time { t := metav1.NewTime(created.Add(time.Duration(h) * time.Hour)); return &t }
-	cases := map[string]struct {
-		lifetime keycapv1alpha1.Lifetime
-		status   *metav1.Time
-		want     time.Time
-	}{
-		"nothing stated never expires":      {want: time.Time{}},
-		"status alone":                      {status: at(5), want: at(5).Time},
-		"spec earlier than status wins":     {lifetime: keycapv1alpha1.Lifetime{ExpiresAt: at(2)}, status: at(5), want: at(2).Time},
-		"a duration counts from creation":   {lifetime: keycapv1alpha1.Lifetime{Duration: &metav1.Duration{Duration: 3 * time.Hour}}, want: at(3).Time},
-		"status earlier than duration wins": {lifetime: keycapv1alpha1.Lifetime{Duration: &metav1.Duration{Duration: 3 * time.Hour}}, status: at(1), want: at(1).Time},
-	}
-	for name, tc := range cases {
-		t.Run(name, func(t *testing.T) {
-			gomega.NewWithT(t).Expect(expiry(created, tc.lifetime, tc.status)).To(gomega.Equal(tc.want))
-		})
-	}
 }
 
 func TestParseDigestRejectsOtherForms(t *testing.T) {
@@ -147,7 +128,7 @@ func BenchmarkLookupParallel(b *testing.B) {
 	for i := range n {
 		key := fmt.Sprintf("kc_%d", i)
 		probes[i] = digestOf(key)
-		ix.Upsert(FromApiKey(apiKey(fmt.Sprintf("k%d", i), keys.Digest(key))))
+		ix.Upsert(registry.Project(apiKey(fmt.Sprintf("k%d", i), keys.Digest(key))))
 	}
 	var stop atomic.Bool
 	var wg sync.WaitGroup
@@ -157,7 +138,7 @@ func BenchmarkLookupParallel(b *testing.B) {
 		for i := 0; !stop.Load(); i++ {
 			k := apiKey(fmt.Sprintf("k%d", i%n), keys.Digest(fmt.Sprintf("kc_%d", i%n)))
 			k.Spec.Disabled = i%2 == 0
-			ix.Upsert(FromApiKey(k))
+			ix.Upsert(registry.Project(k))
 		}
 	}()
 	b.ResetTimer()

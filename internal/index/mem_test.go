@@ -1,4 +1,4 @@
-package index
+package index_test
 
 import (
 	"fmt"
@@ -10,7 +10,9 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	keycapv1alpha1 "github.com/keycap-dev/keycap/api/v1alpha1"
+	. "github.com/keycap-dev/keycap/internal/index"
 	"github.com/keycap-dev/keycap/internal/keys"
+	"github.com/keycap-dev/keycap/internal/registry"
 )
 
 // benchApiKey returns an ApiKey as hack/bench creates it, every string separately allocated as
@@ -40,7 +42,9 @@ func BenchmarkMemoryPerKey(b *testing.B) {
 		store := make(map[string]any, n)
 		ix := New()
 		for i := range n {
-			r := RecordOf(benchApiKey(i))
+			k := benchApiKey(i)
+			cred, digests := registry.Project(k)
+			r := NewRecord(k, cred, digests)
 			store[r.GetNamespace()+"/"+r.GetName()] = r
 			ix.Upsert(r.Credential, r.Digests)
 		}

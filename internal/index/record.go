@@ -5,12 +5,10 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
-
-	keycapv1alpha1 "github.com/keycap-dev/keycap/api/v1alpha1"
 )
 
 // Record is the compact form in which a process running only the data plane keeps a credential
-// in its informer cache (see authz.StandaloneCacheOptions): the index's view of the object and
+// in its informer cache (see authz.StandaloneCacheOptions), made by a cache transform: the index's view of the object and
 // the little metadata the informer machinery needs (name, namespace, UID, resourceVersion),
 // instead of the whole decoded object. It implements runtime.Object and metav1.Object so the
 // informer store can key and index it; its setters are no-ops. It is immutable.
@@ -23,34 +21,9 @@ type Record struct {
 	Digests    []KeyDigest
 }
 
-// RecordOf returns the compact record of a credential (ApiKey, AgentKey, AppToken, License), or
-// nil for any other object.
-func RecordOf(obj any) *Record {
-	var (
-		cred    *Credential
-		digests []KeyDigest
-		meta    *metav1.ObjectMeta
-	)
-	switch o := obj.(type) {
-	case *keycapv1alpha1.ApiKey:
-		cred, digests = FromApiKey(o)
-		meta = &o.ObjectMeta
-	case *keycapv1alpha1.AgentKey:
-		cred, digests = FromAgentKey(o)
-		meta = &o.ObjectMeta
-	case *keycapv1alpha1.AppToken:
-		cred, digests = FromAppToken(o)
-		meta = &o.ObjectMeta
-	case *keycapv1alpha1.License:
-		cred, digests = FromLicense(o)
-		meta = &o.ObjectMeta
-	default:
-		return nil
-	}
-	return &Record{
-		resourceVersion: meta.ResourceVersion, uid: meta.UID,
-		Credential: cred, Digests: digests,
-	}
+// NewRecord returns the compact record of a credential object and its projection.
+func NewRecord(obj metav1.Object, cred *Credential, digests []KeyDigest) *Record {
+	return &Record{resourceVersion: obj.GetResourceVersion(), uid: obj.GetUID(), Credential: cred, Digests: digests}
 }
 
 var (

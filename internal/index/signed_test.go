@@ -1,4 +1,4 @@
-package index
+package index_test
 
 import (
 	"testing"
@@ -9,7 +9,9 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	keycapv1alpha1 "github.com/keycap-dev/keycap/api/v1alpha1"
+	. "github.com/keycap-dev/keycap/internal/index"
 	"github.com/keycap-dev/keycap/internal/keys"
+	"github.com/keycap-dev/keycap/internal/registry"
 )
 
 func TestAppTokensAreFoundByKeyID(t *testing.T) {
@@ -18,21 +20,21 @@ func TestAppTokensAreFoundByKeyID(t *testing.T) {
 	at := &keycapv1alpha1.AppToken{ObjectMeta: metav1.ObjectMeta{Namespace: "acme", Name: "reports"}}
 	at.Spec.Scopes = []string{"b", "a", "a"}
 	at.Status.KeyID = "kat_1"
-	ix.apply(RecordOf(at))
+	ix.Upsert(registry.Project(at))
 	c := ix.LookupKeyID("kat_1").Load()
 	g.Expect(c).NotTo(gomega.BeNil())
-	g.Expect(c.Kind).To(gomega.Equal(KindAppToken))
+	g.Expect(c.Kind).To(gomega.Equal(keycapv1alpha1.KindAppToken))
 	g.Expect(c.Scopes).To(gomega.Equal([]string{"a", "b"}))
-	g.Expect(ix.Len(KindAppToken)).To(gomega.Equal(1))
+	g.Expect(ix.Len(keycapv1alpha1.KindAppToken)).To(gomega.Equal(1))
 
 	// A new keyID replaces the old one; a deletion removes it.
 	at.Status.KeyID = "kat_2"
-	ix.apply(at)
+	ix.Upsert(registry.Project(at))
 	g.Expect(ix.LookupKeyID("kat_1")).To(gomega.BeNil())
 	g.Expect(ix.LookupKeyID("kat_2").Load()).NotTo(gomega.BeNil())
-	ix.remove(at)
+	ix.Delete(ObjectKey{Kind: keycapv1alpha1.KindAppToken, Namespace: "acme", Name: "reports"})
 	g.Expect(ix.LookupKeyID("kat_2")).To(gomega.BeNil())
-	g.Expect(ix.Len(KindAppToken)).To(gomega.Equal(0))
+	g.Expect(ix.Len(keycapv1alpha1.KindAppToken)).To(gomega.Equal(0))
 }
 
 func TestLicensesAreFoundByDigestWithTheirActivations(t *testing.T) {
@@ -51,7 +53,7 @@ func TestLicensesAreFoundByDigestWithTheirActivations(t *testing.T) {
 		{InstanceID: "young", ActivatedAt: metav1.NewTime(now.Add(-time.Hour)), LastSeenAt: metav1.NewTime(now.Add(-time.Minute))},
 		{InstanceID: "stale", ActivatedAt: metav1.NewTime(now.Add(-3 * time.Hour)), LastSeenAt: metav1.NewTime(now.Add(-2 * time.Hour))},
 	}
-	ix.apply(RecordOf(lic))
+	ix.Upsert(registry.Project(lic))
 
 	name, ok := ix.FindLicense(keys.Digest(key))
 	g.Expect(ok).To(gomega.BeTrue())
@@ -59,8 +61,9 @@ func TestLicensesAreFoundByDigestWithTheirActivations(t *testing.T) {
 	_, ok = ix.FindLicense("not a digest")
 	g.Expect(ok).To(gomega.BeFalse())
 
-	c := lookup(ix, key)
-	g.Expect(c.License.EntitlementsHeader).To(gomega.Equal("audit,sso"))
+	ld, ok := lookup(ix, key).LicenseData()
+	g.Expect(ok).To(gomega.BeTrue())
+	g.Expect(ld.EntitlementsHeader).To(gomega.Equal("audit,sso"))
 	cases := map[string]struct {
 		instance       string
 		active, seated bool
@@ -72,14 +75,14 @@ func TestLicensesAreFoundByDigestWithTheirActivations(t *testing.T) {
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
-			active, seated := c.License.InstanceSeat(tc.instance, now)
+			active, seated := ld.InstanceSeat(tc.instance, now)
 			gomega.NewWithT(t).Expect([]bool{active, seated}).To(gomega.Equal([]bool{tc.active, tc.seated}))
 		})
 	}
 
 	// An ApiKey's digest is not a licence.
 	ak, _ := keys.Generate("kc")
-	ix.apply(apiKey("web", keys.Digest(ak)))
+	ix.Upsert(registry.Project(apiKey("web", keys.Digest(ak))))
 	_, ok = ix.FindLicense(keys.Digest(ak))
 	g.Expect(ok).To(gomega.BeFalse())
 }

@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	keycapv1alpha1 "github.com/keycap-dev/keycap/api/v1alpha1"
+	"github.com/keycap-dev/keycap/internal/index"
 )
 
 // Kind describes one credential kind.
@@ -38,6 +39,9 @@ type Kind struct {
 	New func() keycapv1alpha1.Credential
 	// NewList returns an empty list of the kind.
 	NewList func() keycapv1alpha1.CredentialList
+	// Project is the kind's projection into the data plane's index: the Credential the index
+	// holds for an object of this kind (with its typed per-kind data) and the digests it lists.
+	Project index.Projection
 }
 
 // GVK is the kind's group, version and kind.
@@ -55,24 +59,28 @@ var kinds = []*Kind{
 		SecretDataKey: keycapv1alpha1.ApiKeySecretKey, FoundByDigest: true, OpaqueKey: true,
 		New:     func() keycapv1alpha1.Credential { return &keycapv1alpha1.ApiKey{} },
 		NewList: func() keycapv1alpha1.CredentialList { return &keycapv1alpha1.ApiKeyList{} },
+		Project: projectOpaqueKey,
 	},
 	{
 		Name: keycapv1alpha1.KindAgentKey, Resource: "agentkeys", Aliases: []string{"agentkey", "agk"},
 		SecretDataKey: keycapv1alpha1.AgentKeySecretKey, FoundByDigest: true, OpaqueKey: true,
 		New:     func() keycapv1alpha1.Credential { return &keycapv1alpha1.AgentKey{} },
 		NewList: func() keycapv1alpha1.CredentialList { return &keycapv1alpha1.AgentKeyList{} },
+		Project: projectAgentKey,
 	},
 	{
 		Name: keycapv1alpha1.KindAppToken, Resource: "apptokens", Aliases: []string{"apptoken", "at"},
 		SecretDataKey: keycapv1alpha1.AppTokenSecretKey,
 		New:           func() keycapv1alpha1.Credential { return &keycapv1alpha1.AppToken{} },
 		NewList:       func() keycapv1alpha1.CredentialList { return &keycapv1alpha1.AppTokenList{} },
+		Project:       projectAppToken,
 	},
 	{
 		Name: keycapv1alpha1.KindLicense, Resource: "licenses", Aliases: []string{"license", "licence", "licences", "lic"},
 		SecretDataKey: keycapv1alpha1.LicenseKeySecretKey, FoundByDigest: true,
 		New:     func() keycapv1alpha1.Credential { return &keycapv1alpha1.License{} },
 		NewList: func() keycapv1alpha1.CredentialList { return &keycapv1alpha1.LicenseList{} },
+		Project: projectLicense,
 	},
 }
 

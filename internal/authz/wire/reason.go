@@ -1,8 +1,18 @@
-package authz
+package wire
 
-import (
-	"encoding/json"
-	"net/http"
+import "encoding/json"
+
+// HTTP statuses of the answers (net/http's values; this package does without net/http so that its
+// fuzz targets build quickly).
+const (
+	statusOK                 = 200
+	statusForbidden          = 403
+	statusUnauthorized       = 401
+	statusServiceUnavailable = 503
+	statusInternalError      = 500
+	statusBadRequest         = 400
+	statusMethodNotAllowed   = 405
+	statusTooManyRequests    = 429
 )
 
 // Reason is the stable, machine-readable code of a decision. It is sent upstream/downstream in
@@ -35,10 +45,13 @@ const (
 	ReasonNotActivated
 	ReasonTooManyInstances
 	ReasonMissingEntitlement
-	reasonCount
+	// ReasonRevoked: an AppToken token issued before the AppToken's status.tokensNotBefore.
+	ReasonRevoked
+	// ReasonCount is the number of reasons (for tables indexed by reason).
+	ReasonCount
 )
 
-var reasonCodes = [reasonCount]string{
+var reasonCodes = [ReasonCount]string{
 	ReasonOK:                "OK",
 	ReasonMissing:           "MISSING",
 	ReasonMalformed:         "MALFORMED",
@@ -61,11 +74,12 @@ var reasonCodes = [reasonCount]string{
 	ReasonNotActivated:        "NOT_ACTIVATED",
 	ReasonTooManyInstances:    "TOO_MANY_INSTANCES",
 	ReasonMissingEntitlement:  "MISSING_ENTITLEMENT",
+	ReasonRevoked:             "REVOKED",
 }
 
 // String returns the reason's code, e.g. "NOT_FOUND".
 func (r Reason) String() string {
-	if r >= reasonCount {
+	if r >= ReasonCount {
 		return "INTERNAL"
 	}
 	return reasonCodes[r]
@@ -78,20 +92,20 @@ func (r Reason) String() string {
 func (r Reason) HTTPStatus() int {
 	switch r {
 	case ReasonOK:
-		return http.StatusOK
+		return statusOK
 	case ReasonInsufficientScope, ReasonWrongNamespace, ReasonNotActivated, ReasonTooManyInstances,
 		ReasonMissingEntitlement:
-		return http.StatusForbidden
+		return statusForbidden
 	case ReasonNotReady:
-		return http.StatusServiceUnavailable
+		return statusServiceUnavailable
 	case ReasonInternal:
-		return http.StatusInternalServerError
+		return statusInternalError
 	default:
-		return http.StatusUnauthorized
+		return statusUnauthorized
 	}
 }
 
-var reasonMessages = [reasonCount]string{
+var reasonMessages = [ReasonCount]string{
 	ReasonOK:                "OK",
 	ReasonMissing:           "Missing API key",
 	ReasonMalformed:         "Invalid or expired API key",
@@ -114,40 +128,35 @@ var reasonMessages = [reasonCount]string{
 	ReasonNotActivated:        "Instance not activated for this license",
 	ReasonTooManyInstances:    "Too many active instances for this license",
 	ReasonMissingEntitlement:  "License lacks a required entitlement",
+	ReasonRevoked:             "Invalid or expired token",
 }
 
-type errorBody struct {
-	Error errorDetail `json:"error"`
+// ErrorBody is the JSON body of every denial and refusal the data plane answers (checks and
+// licence activation): {"error":{"code":…,"message":…,"reason":…}}.
+type ErrorBody struct {
+	Error ErrorDetail `json:"error"`
 }
 
-type errorDetail struct {
+// ErrorDetail says why.
+type ErrorDetail struct {
 	Code    string `json:"code"`
 	Message string `json:"message"`
 	Reason  string `json:"reason"`
 }
 
 // bodies holds every denial body, computed once: [compat][reason].
-var bodies [2][reasonCount]string
+var bodies [2][ReasonCount]string
 
 func init() {
-	for r := Reason(0); r < reasonCount; r++ {
-		code := "unauthorized"
-		switch r.HTTPStatus() {
-		case http.StatusForbidden:
-			code = "forbidden"
-		case http.StatusServiceUnavailable:
-			code = "unavailable"
-		case http.StatusInternalServerError:
-			code = "internal"
-		}
-		b, _ := json.Marshal(errorBody{Error: errorDetail{Code: code, Message: reasonMessages[r], Reason: r.String()}})
+	for r := Reason(0); r < ReasonCount; r++ {
+		b, _ := json.Marshal(ErrorBody{Error: ErrorDetail{Code: ErrorCode(r.HTTPStatus()), Message: reasonMessages[r], Reason: r.String()}})
 		bodies[0][r] = string(b)
 		// The seeds' APIs' bodies: {"error":"Unauthorized"} for 401 and
 		// {"message":"Insufficient permissions"} for 403.
 		switch r.HTTPStatus() {
-		case http.StatusForbidden:
+		case statusForbidden:
 			bodies[1][r] = `{"message":"Insufficient permissions"}`
-		case http.StatusUnauthorized:
+		case statusUnauthorized:
 			bodies[1][r] = `{"error":"Unauthorized"}`
 		default:
 			bodies[1][r] = bodies[0][r]
@@ -157,11 +166,30 @@ func init() {
 
 // Body returns the JSON body of a denial.
 func (r Reason) Body(compat bool) string {
-	if r >= reasonCount {
+	if r >= ReasonCount {
 		r = ReasonInternal
 	}
 	if compat {
 		return bodies[1][r]
 	}
 	return bodies[0][r]
+}
+
+// ErrorCode is the error body's code for an HTTP status.
+func ErrorCode(status int) string {
+	switch status {
+	case statusBadRequest:
+		return "bad_request"
+	case statusForbidden:
+		return "forbidden"
+	case statusMethodNotAllowed:
+		return "method_not_allowed"
+	case statusTooManyRequests:
+		return "too_many_requests"
+	case statusServiceUnavailable:
+		return "unavailable"
+	case statusInternalError:
+		return "internal"
+	}
+	return "unauthorized"
 }

@@ -4,10 +4,8 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
-	"strings"
 	"testing"
 	"time"
-	"unicode/utf8"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"github.com/onsi/gomega"
@@ -15,114 +13,15 @@ import (
 	clocktesting "k8s.io/utils/clock/testing"
 
 	keycapv1alpha1 "github.com/keycap-dev/keycap/api/v1alpha1"
+	"github.com/keycap-dev/keycap/internal/authz/wire"
 	"github.com/keycap-dev/keycap/internal/index"
 	"github.com/keycap-dev/keycap/internal/keys"
 )
 
-func extractHTTP(e *extractor, h http.Header) (presented, Reason) {
-	var hv headerValues
-	e.fromHTTP(h, &hv)
-	return e.extract(&hv)
-}
-
-func TestExtract(t *testing.T) {
-	key, _ := keys.Generate("kc")
-	other, _ := keys.Generate("kc")
-	e := newExtractor(DefaultExtraKeyHeaders)
-	cases := map[string]struct {
-		headers http.Header
-		want    string
-		reason  Reason
-		from    []string
-	}{
-		"x-api-key":                               {headers: http.Header{"X-Api-Key": {key}}, want: key, from: []string{"x-api-key"}},
-		"a bearer, scheme in any case":            {headers: http.Header{"Authorization": {"bEaReR  " + key}}, want: key, from: []string{"authorization"}},
-		"the configured extra header":             {headers: http.Header{"X-Capdata-Token": {key}}, want: key, from: []string{"x-capdata-token"}},
-		"the same key in two headers":             {headers: http.Header{"X-Api-Key": {key}, "Authorization": {"Bearer " + key}}, want: key, from: []string{"x-api-key", "authorization"}},
-		"a header repeated with the same key":     {headers: http.Header{"X-Api-Key": {key, key}}, want: key, from: []string{"x-api-key"}},
-		"nothing":                                 {headers: http.Header{}, reason: ReasonMissing},
-		"basic auth only":                         {headers: http.Header{"Authorization": {"Basic Zm9vOmJhcg=="}}, reason: ReasonMissing},
-		"a scheme that merely starts with bearer": {headers: http.Header{"Authorization": {"Bearerx " + key}}, reason: ReasonMissing},
-		"an empty bearer":                         {headers: http.Header{"Authorization": {"Bearer"}}, reason: ReasonMalformed},
-		"an empty x-api-key":                      {headers: http.Header{"X-Api-Key": {"  "}}, reason: ReasonMalformed},
-		"two different keys":                      {headers: http.Header{"X-Api-Key": {key}, "X-Capdata-Token": {other}}, reason: ReasonAmbiguous},
-		"two keys joined by a proxy":              {headers: http.Header{"X-Api-Key": {key + ", " + other}}, reason: ReasonAmbiguous},
-		"a control character":                     {headers: http.Header{"X-Api-Key": {"kc_a\x00b"}}, reason: ReasonMalformed},
-		"non-UTF-8":                               {headers: http.Header{"X-Api-Key": {"\xc3\x28"}}, reason: ReasonMalformed},
-		"too long":                                {headers: http.Header{"X-Api-Key": {strings.Repeat("a", MaxCredentialLength+1)}}, reason: ReasonMalformed},
-		"too many repeats":                        {headers: http.Header{"X-Api-Key": strings.Split(strings.TrimSuffix(strings.Repeat(key+",", 20), ","), ",")}, reason: ReasonMalformed},
-	}
-	for name, tc := range cases {
-		t.Run(name, func(t *testing.T) {
-			g := gomega.NewWithT(t)
-			p, reason := extractHTTP(e, tc.headers)
-			g.Expect(reason).To(gomega.Equal(tc.reason))
-			g.Expect(p.key).To(gomega.Equal(tc.want))
-			if tc.from != nil {
-				g.Expect(e.headersOf(p)).To(gomega.ConsistOf(tc.from))
-			}
-		})
-	}
-}
-
-// FuzzExtract feeds arbitrary header values to credential extraction: it must never panic, and a
-// credential it returns is one printable-ASCII, bounded, comma-free part of the input.
-func FuzzExtract(f *testing.F) {
-	key, _ := keys.Generate("kc")
-	f.Add(key, "", "")
-	f.Add("", "Bearer "+key, "")
-	f.Add(key, "Bearer "+key, key)
-	f.Add("a,b", "bearer", "\xff")
-	f.Add("", "Bearer eyJhbGciOiJub25lIn0.e30.", "")
-	e := newExtractor(DefaultExtraKeyHeaders)
-	f.Fuzz(func(t *testing.T, apiKey, authorization, extra string) {
-		h := http.Header{}
-		for name, v := range map[string]string{"X-Api-Key": apiKey, "Authorization": authorization, "X-Capdata-Token": extra} {
-			if v != "" {
-				h[name] = strings.Split(v, "\n")
-			}
-		}
-		// The same headers as Envoy's gRPC ext_authz sends them: repeated values joined with
-		// commas in the headers map, or raw bytes in header_map (encode_raw_headers).
-		m := map[string]string{}
-		raw := &corev3.HeaderMap{}
-		for name, v := range h {
-			m[strings.ToLower(name)] = strings.Join(v, ",")
-			for _, one := range v {
-				raw.Headers = append(raw.Headers, &corev3.HeaderValue{Key: strings.ToLower(name), RawValue: []byte(one)})
-			}
-		}
-		for _, source := range []func(*headerValues){
-			func(hv *headerValues) { e.fromHTTP(h, hv) },
-			func(hv *headerValues) { e.fromGRPC(m, nil, hv) },
-			func(hv *headerValues) { e.fromGRPC(nil, raw, hv) },
-		} {
-			var hv headerValues
-			source(&hv)
-			p, reason := e.extract(&hv)
-			if reason != ReasonOK {
-				if p.key != "" {
-					t.Fatalf("refused with %s but returned a key", reason)
-				}
-				continue
-			}
-			if !validCredential(p.key) || !utf8.ValidString(p.key) || strings.Contains(p.key, ",") {
-				t.Fatalf("returned an invalid credential %q", p.key)
-			}
-			if !strings.Contains(apiKey+authorization+extra, p.key) {
-				t.Fatalf("returned %q, which is not in the input", p.key)
-			}
-			if len(e.headersOf(p)) == 0 || len(e.toRemove(p.from, variantApiKey)) < 3 {
-				t.Fatal("no header carried the credential")
-			}
-		}
-	})
-}
-
 // testDataPlane is a data plane without servers or informers, for handler tests.
 func testDataPlane(ix *index.Index, clk *clocktesting.FakeClock, ready bool, compat bool) *DataPlane {
 	dp := &DataPlane{opts: Options{CompatBodies: compat}, index: ix, serving: make(chan struct{})}
-	dp.extractor = newExtractor(DefaultExtraKeyHeaders)
+	dp.sources = wire.NewSources(wire.DefaultExtraKeyHeaders)
 	dp.synced = func() bool { return ready }
 	dp.listening.Store(true)
 	dp.authz = authorizer{index: ix, clock: clk, ready: dp.ready}
@@ -144,7 +43,7 @@ func TestCheckHTTP(t *testing.T) {
 	k := &keycapv1alpha1.ApiKey{ObjectMeta: metav1.ObjectMeta{Namespace: "acme", Name: "main"}}
 	k.Spec.Scopes = []string{"videos:read"}
 	k.Status.Digests = []string{keys.Digest(key)}
-	ix.Upsert(index.FromApiKey(k))
+	ix.Upsert(project(k))
 
 	t.Run("not ready denies even a valid key", func(t *testing.T) {
 		g := gomega.NewWithT(t)
@@ -207,7 +106,7 @@ func TestCheckHTTP(t *testing.T) {
 		expiring := k.DeepCopy()
 		at := metav1.NewTime(clk.Now().Add(time.Minute))
 		expiring.Status.ExpiresAt = &at
-		ix.Upsert(index.FromApiKey(expiring))
+		ix.Upsert(project(expiring))
 		g.Expect(serveCheck(dp, "/check", http.Header{"X-Api-Key": {key}}).Code).To(gomega.Equal(http.StatusOK))
 		clk.Step(time.Minute)
 		g.Expect(serveCheck(dp, "/check", http.Header{"X-Api-Key": {key}}).Header().Get("X-Keycap-Reason")).To(gomega.Equal("EXPIRED"))
@@ -252,7 +151,7 @@ func TestTrimmedObjectsIndexAlike(t *testing.T) {
 	g.Expect(err).NotTo(gomega.HaveOccurred())
 	r := trimmed.(*index.Record)
 	g.Expect([]string{r.GetNamespace(), r.GetName(), string(r.GetUID())}).To(gomega.Equal([]string{"acme", "a", "u1"}))
-	wantCred, wantDigests := index.FromApiKey(k)
+	wantCred, wantDigests := project(k)
 	g.Expect(r.Digests).To(gomega.Equal(wantDigests))
 	g.Expect(r.Credential.Scopes).To(gomega.Equal(wantCred.Scopes))
 	g.Expect(r.Credential.ExpiresAt).To(gomega.Equal(wantCred.ExpiresAt))
@@ -264,10 +163,42 @@ func TestTrimmedObjectsIndexAlike(t *testing.T) {
 	trimmed, err = TrimForDataPlane(agent.DeepCopy())
 	g.Expect(err).NotTo(gomega.HaveOccurred())
 	ac := trimmed.(*index.Record).Credential
-	g.Expect([]any{ac.Kind, ac.ParentName, ac.Agent, ac.Disabled}).To(gomega.Equal([]any{"AgentKey", "a", "agent-1", true}))
+	ad, _ := ac.AgentData()
+	g.Expect([]any{ac.Kind, ac.ParentKey.Name, ad.Agent, ac.Disabled}).To(gomega.Equal([]any{"AgentKey", "a", "agent-1", true}))
 
 	withFields := &metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "x"}}}}
 	other, err := TrimForDataPlane(withFields)
 	g.Expect(err).NotTo(gomega.HaveOccurred())
 	g.Expect(other.(*metav1.PartialObjectMetadata).ManagedFields).To(gomega.BeNil())
+}
+
+func TestGRPCLicenseHeaders(t *testing.T) {
+	cases := map[string]struct {
+		m             map[string]string
+		raw           [][2]string
+		key, instance string
+		present       bool
+		conflict      bool
+	}{
+		"from the headers map":          {m: map[string]string{"licensekey": " k ", "instanceid": "i"}, key: "k", instance: "i", present: true},
+		"absent: the key is an API key": {m: map[string]string{"x-api-key": "k"}, key: "k"},
+		"from header_map":               {raw: [][2]string{{"LicenseKey", "k"}, {"InstanceID", "i"}}, key: "k", instance: "i", present: true},
+		"repeated with two values is invalid": {
+			raw: [][2]string{{"licensekey", "k1"}, {"licensekey", "k2"}, {"instanceid", "i"}}, key: "k2", instance: "i", present: true, conflict: true,
+		},
+	}
+	dp := testDataPlane(index.New(), clocktesting.NewFakeClock(time.Now()), true, false)
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			g := gomega.NewWithT(t)
+			hm := &corev3.HeaderMap{}
+			for _, h := range tc.raw {
+				hm.Headers = append(hm.Headers, &corev3.HeaderValue{Key: h[0], Value: h[1]})
+			}
+			var f wire.Form
+			dp.formFromGRPC(tc.m, hm, &f)
+			p, _ := dp.sources.Extract(&f)
+			g.Expect([]any{p.Key, p.Instance, p.License, p.LicenseConflict}).To(gomega.Equal([]any{tc.key, tc.instance, tc.present, tc.conflict}))
+		})
+	}
 }
