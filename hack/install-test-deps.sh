@@ -2,6 +2,8 @@
 # Installs the system packages keycap's tests run for real, when they are missing:
 #   nginx    forward-auth proxy in the e2e tests (run as a plain binary with the test's own
 #            config; the package's service is never started)
+#   chromium headless browser the SSO tests drive with chromedp (always run with --headless,
+#            a fresh profile and no network of its own)
 # Idempotent and quiet when everything is present. Needs root or sudo for apt-get.
 set -euo pipefail
 
@@ -9,6 +11,7 @@ log() { echo "install-test-deps: $*" >&2; }
 
 missing=()
 command -v nginx >/dev/null 2>&1 || [[ -x /usr/sbin/nginx ]] || missing+=(nginx-light)
+command -v chromium >/dev/null 2>&1 || [[ -x /usr/bin/chromium ]] || missing+=(chromium)
 ((${#missing[@]} == 0)) && exit 0
 
 if ! command -v apt-get >/dev/null 2>&1; then
