@@ -82,6 +82,30 @@ type OpaqueKeySpec struct {
 
 // RotationPolicy describes scheduled key rotation.
 // +kubebuilder:validation:XValidation:rule="!has(self.gracePeriod) || duration(self.gracePeriod) < duration(self.every)",message="gracePeriod must be shorter than every"
+
+	// sessions governs the browser sessions (SSO cookies) logged in with this key.
+	// +optional
+	Sessions *SessionPolicy `json:"sessions,omitempty"`
+}
+
+// SessionPolicy governs a credential's browser sessions. A session is judged live against its
+// credential on every request, so disabling, expiring or deleting the credential ends it anyway.
+type SessionPolicy struct {
+	// notBefore ends every session logged in at or before this instant ("log out everywhere";
+	// `kubectl keycap logout` sets it to now). Sessions logged in later are not affected.
+	// +optional
+	NotBefore *metav1.Time `json:"notBefore,omitempty"`
+
+	// duration is the lifetime of a session logged in with this key, overriding the data plane's
+	// --sso-session-duration (default 720h), e.g. "8h". At most 2160h.
+	// +optional
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1m') && duration(self) <= duration('2160h')",message="duration must be between 1m and 2160h"
+	Duration *metav1.Duration `json:"duration,omitempty"`
+
+	// endOnRotation ends the sessions logged in with a key once rotation replaces that key.
+	// By default rotation keeps sessions.
+	// +optional
+	EndOnRotation bool `json:"endOnRotation,omitempty"`
 type RotationPolicy struct {
 	// every is the interval between rotations, e.g. "720h". At least one minute.
 	// +required
