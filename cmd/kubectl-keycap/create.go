@@ -29,6 +29,8 @@ type createFlags struct {
 	product, plan, customer, entitlements, secretName                    string
 	expiresIn, rotateEvery, grace, duration                              time.Duration
 	maxInstances                                                         int
+	// maxInstancesSet tells --max-instances 0 (refused) from no --max-instances (the default).
+	maxInstancesSet bool
 }
 
 func runCreate(e *env, args []string) error {
@@ -37,16 +39,16 @@ func runCreate(e *env, args []string) error {
 	fs.StringVar(&f.description, "description", "", "what the credential is for")
 	fs.StringVar(&f.scopes, "scopes", "", "comma-separated scopes")
 	fs.StringVar(&f.secretName, "secret-name", "", "name of the Secret (default: the credential's name)")
-	fs.DurationVar(&f.expiresIn, "expires-in", 0, "lifetime from creation, e.g. 720h (default: no expiry)")
+	fs.Var(durationFlag{&f.expiresIn}, "expires-in", "lifetime from creation, e.g. 30d or 720h (default: no expiry)")
 	fs.StringVar(&f.prefix, "prefix", "", "apikey: key prefix (default kc)")
-	fs.DurationVar(&f.rotateEvery, "rotate-every", 0, "apikey, agentkey: rotate the key this often")
-	fs.DurationVar(&f.grace, "grace", 0, "apikey, agentkey: how long the previous key keeps working after a rotation")
+	fs.Var(durationFlag{&f.rotateEvery}, "rotate-every", "apikey, agentkey: rotate the key this often, e.g. 30d")
+	fs.Var(durationFlag{&f.grace}, "grace", "apikey, agentkey: how long the previous key keeps working after a rotation, e.g. 1d")
 	fs.StringVar(&f.parent, "parent", "", "agentkey: the parent ApiKey")
 	fs.StringVar(&f.agent, "agent", "", "agentkey: the agent ID")
 	fs.StringVar(&f.label, "label", "", "agentkey, apptoken: a human-readable label")
 	fs.StringVar(&f.audience, "audience", "", "apptoken: comma-separated audiences")
 	fs.StringVar(&f.subject, "subject", "", "apptoken: the sub claim (default namespace/name)")
-	fs.DurationVar(&f.duration, "duration", 0, "apptoken: lifetime of each token (default 1h)")
+	fs.Var(durationFlag{&f.duration}, "duration", "apptoken: lifetime of each token (default 1h)")
 	fs.StringVar(&f.product, "product", "", "license: the licensed product")
 	fs.StringVar(&f.plan, "plan", "", "license: the plan")
 	fs.StringVar(&f.customer, "customer", "", "license: the customer")
@@ -69,6 +71,7 @@ func runCreate(e *env, args []string) error {
 	if err := checkCreateFlags(fs, k); err != nil {
 		return err
 	}
+	f.maxInstancesSet = isSet(fs, "max-instances")
 	obj, err := f.object(k, pos[1])
 	if err != nil {
 		return err
@@ -124,6 +127,13 @@ func checkCreateFlags(fs *flag.FlagSet, k *kind) error {
 	return err
 }
 
+// isSet reports whether the flag name was given on the command line.
+func isSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(fl *flag.Flag) { set = set || fl.Name == name })
+	return set
+}
+
 // object builds the credential to create.
 func (f *createFlags) object(k *kind, name string) (client.Object, error) {
 	common := keycapv1alpha1.CredentialSpec{Description: f.description, Scopes: splitList(f.scopes), SecretName: f.secretName}
@@ -177,7 +187,7 @@ func (f *createFlags) object(k *kind, name string) (client.Object, error) {
 		if f.product == "" {
 			return nil, usagef("create license needs --product")
 		}
-		if f.maxInstances < 0 || f.maxInstances > 100000 {
+		if f.maxInstancesSet && (f.maxInstances < 1 || f.maxInstances > 100000) {
 			return nil, usagef("--max-instances must be between 1 and 100000")
 		}
 		return &keycapv1alpha1.License{ObjectMeta: meta, Spec: keycapv1alpha1.LicenseSpec{
@@ -300,6 +310,13 @@ func (e *env) printKey(k *issuedKey, what string) error {
 		}
 	} else if _, err := fmt.Fprintln(e.stdout, k.key); err != nil {
 		return err
+	}
+	if at, ok := k.obj.(*keycapv1alpha1.AppToken); ok {
+		// An AppToken's token is one of a series: the Secret always holds a current one.
+		fmt.Fprintf(e.stderr, "AppToken %s/%s %s: key ID %s; this token expires at %s.\n"+
+			"keycap renews it into Secret %s/%s (data key %s) before then: workloads read the token from the Secret, not from this copy.\n",
+			ns, name, what, k.status.KeyID, orNone(formatTime(at.Status.TokenExpiresAt)), ns, k.secretName(), k.kind.secretKey)
+		return nil
 	}
 	fmt.Fprintf(e.stderr, "%s %s/%s %s: key ID %s, hint %s.\n"+
 		"Store the key now: kubectl keycap will not show it again (it stays only in Secret %s/%s, data key %s).\n",

@@ -29,22 +29,30 @@ func main() {
 const usage = `kubectl keycap manages keycap credentials (ApiKey, AgentKey, AppToken, License).
 
 Usage:
-  kubectl keycap create apikey NAME [--scopes a,b] [--prefix p] [--expires-in 720h]
-                        [--description text] [--rotate-every 720h [--grace 24h]]
-  kubectl keycap create agentkey NAME --parent APIKEY --agent ID [--scopes a,b] [--expires-in d]
+  kubectl keycap create apikey NAME [--scopes a,b] [--prefix p] [--expires-in 30d]
+                        [--description text] [--rotate-every 30d [--grace 1d]]
+  kubectl keycap create agentkey NAME --parent APIKEY --agent ID [--scopes a,b] [--expires-in 30d]
   kubectl keycap create apptoken NAME --audience a[,b] [--duration 1h] [--scopes a,b]
   kubectl keycap create license NAME --product p [--plan p] [--max-instances N] [--entitlements a,b]
   kubectl keycap list [KIND]
   kubectl keycap get KIND NAME
   kubectl keycap revoke KIND NAME [--delete]
-  kubectl keycap rotate apikey|agentkey NAME
-  kubectl keycap verify -             (reads the key from stdin; recommended)
+  kubectl keycap rotate apikey|agentkey NAME [--no-grace]
+  kubectl keycap verify -             (reads the key or AppToken JWT from stdin; recommended)
   kubectl keycap verify KEY           (the key lands in your shell history)
   kubectl keycap activate --url http://127.0.0.1:9002 --license-key - --instance-id I [--reset]
 
 create and rotate print the new key once on stdout (-o json: {"name","namespace","keyID","key"});
-nothing else prints a key. KIND is apikey, agentkey, apptoken or license (plural and short names
-ak, agk, at, lic work too).
+nothing else prints a key. For an AppToken, create prints the current token; keycap renews it into
+the Secret before it expires. KIND is apikey, agentkey, apptoken or license (plural and short names
+ak, agk, at, lic work too). Durations take d (24h), h, m and s: 30d, 720h, 1d12h.
+
+rotate keeps the previous key working for spec.rotation.gracePeriod; a key without one is rotated
+only with --no-grace (its current key then stops working at once).
+
+verify judges an opaque key by its SHA-256 against the credentials' status, and an AppToken JWT by
+its signature against the JWKS of keycap's data plane (--url, default http://127.0.0.1:9002;
+--audience A to require an audience) and then against the live AppToken.
 
 Flags of every command:
   --kubeconfig PATH    kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)

@@ -28,7 +28,9 @@ import (
 	keycapv1alpha1 "github.com/keycap-dev/keycap/api/v1alpha1"
 	"github.com/keycap-dev/keycap/controllers"
 	"github.com/keycap-dev/keycap/internal/activation"
+	"github.com/keycap-dev/keycap/internal/apptoken"
 	"github.com/keycap-dev/keycap/internal/keys"
+	"github.com/keycap-dev/keycap/internal/signing"
 	"github.com/keycap-dev/keycap/internal/testenv"
 )
 
@@ -192,14 +194,39 @@ func TestApiKeyLifecycle(t *testing.T) {
 	unknown := plugin("", "verify", stranger, "-n", ns)
 	g.Expect(unknown.code).To(gomega.Equal(exitFailure))
 	g.Expect(unknown.stdout).To(gomega.ContainSubstring("no credential"))
+	unknownJSON := plugin("", "verify", stranger, "-n", ns, "-o", "json")
+	g.Expect(unknownJSON.code).To(gomega.Equal(exitFailure))
+	var answer verifyResult
+	g.Expect(json.Unmarshal([]byte(unknownJSON.stdout), &answer)).To(gomega.Succeed(), unknownJSON.stdout)
+	g.Expect(answer).To(gomega.Equal(verifyResult{Reason: "NOT_FOUND", Message: answer.Message, Credentials: []verifiedCredential{}}))
 	elsewhere := plugin(key, "verify", "-", "-n", newNamespace(t))
 	g.Expect(elsewhere.code).To(gomega.Equal(exitFailure))
 	everywhere := plugin(key, "verify", "-", "-A")
 	g.Expect(everywhere.code).To(gomega.Equal(exitOK), everywhere.stdout+everywhere.stderr)
 
-	// rotate prints a different key, which the status now lists first; the old one stops working
-	// (no grace period without a rotation policy).
-	rotated := plugin("", "rotate", "apikey", "backend", "-n", ns, "--timeout", reconcileTimeout.String())
+	// verify -o json answers the same as JSON.
+	validJSON := plugin(key+"\n", "verify", "-", "-n", ns, "-o", "json")
+	g.Expect(validJSON.code).To(gomega.Equal(exitOK), validJSON.stdout+validJSON.stderr)
+	answer = verifyResult{}
+	g.Expect(json.Unmarshal([]byte(validJSON.stdout), &answer)).To(gomega.Succeed(), validJSON.stdout)
+	g.Expect(answer.Valid).To(gomega.BeTrue())
+	g.Expect(answer.Credentials).To(gomega.HaveLen(1))
+	g.Expect(answer.Credentials[0]).To(gomega.Equal(verifiedCredential{
+		Kind: "ApiKey", Namespace: ns, Name: "backend", KeyID: apiKey.Status.KeyID, Key: "current",
+		Ready: "True", ReadyReason: keycapv1alpha1.ReasonIssued, Valid: true,
+	}))
+	g.Expect(validJSON.stdout).NotTo(gomega.ContainSubstring(key))
+
+	// Without a grace period, rotate refuses unless told that the current key may stop at once.
+	refused := plugin("", "rotate", "apikey", "backend", "-n", ns)
+	g.Expect(refused.code).To(gomega.Equal(exitFailure))
+	g.Expect(refused.stderr).To(gomega.ContainSubstring("--no-grace"))
+	g.Expect(refused.stdout).To(gomega.BeEmpty())
+	g.Expect(getApiKey(g, ns, "backend").Status.KeyID).To(gomega.Equal(apiKey.Status.KeyID), "a refused rotate changes nothing")
+
+	// rotate --no-grace prints a different key, which the status now lists first; the old one
+	// stops working.
+	rotated := plugin("", "rotate", "apikey", "backend", "--no-grace", "-n", ns, "--timeout", reconcileTimeout.String())
 	g.Expect(rotated.code).To(gomega.Equal(exitOK), rotated.stderr)
 	newKey := strings.TrimSuffix(rotated.stdout, "\n")
 	g.Expect(keys.Check(newKey)).To(gomega.Succeed())
@@ -343,10 +370,13 @@ func TestCreateAppTokenAndListEveryKind(t *testing.T) {
 		"--duration", "1h", "--scopes", "reports:read", "--timeout", reconcileTimeout.String())
 	g.Expect(created.code).To(gomega.Equal(exitOK), created.stderr)
 	token := strings.TrimSpace(created.stdout)
-	g.Expect(looksLikeJWT(token)).To(gomega.BeTrue(), "not a JWT: %q", token)
+	g.Expect(apptoken.LooksLikeJWT(token)).To(gomega.BeTrue(), "not a JWT: %q", token)
 	var secret corev1.Secret
 	g.Expect(k8sClient.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: "reports"}, &secret)).To(gomega.Succeed())
 	g.Expect(string(secret.Data[keycapv1alpha1.AppTokenSecretKey])).To(gomega.Equal(token))
+	// The token is renewed into the Secret: create does not pretend it is shown only once.
+	g.Expect(created.stderr).To(gomega.ContainSubstring("renews it into Secret " + ns + "/reports (data key token)"))
+	g.Expect(created.stderr).NotTo(gomega.ContainSubstring("will not show it again"))
 
 	g.Expect(plugin("", "create", "apikey", "backend", "-n", ns).code).To(gomega.Equal(exitOK))
 	listed := plugin("", "list", "-n", ns)
@@ -408,7 +438,9 @@ func TestUsageErrors(t *testing.T) {
 		"a licence cannot be rotated by request":             {args: []string{"rotate", "license", "l"}, code: exitUsage, stderr: "only apikey and agentkey"},
 		"verify needs a key":                                 {args: []string{"verify"}, code: exitUsage, stderr: "verify needs the key"},
 		"an empty key from stdin is refused":                 {args: []string{"verify", "-"}, stdin: "\n", code: exitUsage, stderr: "the key is empty"},
-		"a JWT is not verified by digest":                    {args: []string{"verify", "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln"}, code: exitFailure},
+		"a JWT is verified against a JWKS URL":               {args: []string{"verify", "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln", "--url", "ftp://x"}, code: exitUsage, stderr: "--url must be"},
+		"a licence allows at least one instance":             {args: []string{"create", "license", "l", "--product", "p", "--max-instances", "0"}, code: exitUsage, stderr: "--max-instances must be between 1 and 100000"},
+		"a duration in an unknown unit is refused":           {args: []string{"create", "apikey", "k", "--expires-in", "30x"}, code: exitUsage, stderr: `invalid duration "30x"`},
 		"an unknown output format is refused":                {args: []string{"list", "-o", "yaml"}, code: exitUsage, stderr: "--output must be text or json"},
 		"activate needs the licence key and the instance ID": {args: []string{"activate", "--instance-id", "i"}, code: exitUsage, stderr: "--license-key"},
 	}
@@ -443,4 +475,128 @@ func TestParseArgsAcceptsFlagsAnywhere(t *testing.T) {
 			g.Expect(e.namespace).To(gomega.Equal(tc.namespace))
 		})
 	}
+}
+
+func TestParseDuration(t *testing.T) {
+	cases := map[string]struct {
+		in   string
+		want time.Duration
+		err  bool
+	}{
+		"days":                          {in: "30d", want: 720 * time.Hour},
+		"days and hours":                {in: "1d12h", want: 36 * time.Hour},
+		"hours as Go writes them":       {in: "720h", want: 720 * time.Hour},
+		"minutes":                       {in: "90m", want: 90 * time.Minute},
+		"a negative number of days":     {in: "-2d", want: -48 * time.Hour},
+		"zero days":                     {in: "0d", want: 0},
+		"fractional days are refused":   {in: "1.5d", err: true},
+		"an unknown unit is refused":    {in: "30x", err: true},
+		"a unit without number":         {in: "d", err: true},
+		"a negative part after days":    {in: "1d-5h", err: true},
+		"more days than a Duration has": {in: "200000d", err: true},
+		"nothing":                       {in: "", err: true},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			g := gomega.NewWithT(t)
+			got, err := parseDuration(tc.in)
+			if tc.err {
+				g.Expect(err).To(gomega.MatchError(gomega.ContainSubstring("use d, h, m or s")))
+				return
+			}
+			g.Expect(err).NotTo(gomega.HaveOccurred())
+			g.Expect(got).To(gomega.Equal(tc.want))
+		})
+	}
+}
+
+// A key with a grace period is rotated without --no-grace, and its previous key keeps working;
+// durations given in days reach the spec as hours.
+func TestRotateWithGracePeriod(t *testing.T) {
+	g := gomega.NewWithT(t)
+	ns := newNamespace(t)
+	created := plugin("", "create", "apikey", "graceful", "-n", ns, "--expires-in", "90d",
+		"--rotate-every", "30d", "--grace", "1d", "--timeout", reconcileTimeout.String())
+	g.Expect(created.code).To(gomega.Equal(exitOK), created.stderr)
+	oldKey := strings.TrimSpace(created.stdout)
+	spec := getApiKey(g, ns, "graceful").Spec
+	g.Expect(spec.Duration.Duration).To(gomega.Equal(90 * 24 * time.Hour))
+	g.Expect(spec.Rotation.Every.Duration).To(gomega.Equal(30 * 24 * time.Hour))
+	g.Expect(spec.Rotation.GracePeriod.Duration).To(gomega.Equal(24 * time.Hour))
+
+	rotated := plugin("", "rotate", "apikey", "graceful", "-n", ns, "--timeout", reconcileTimeout.String())
+	g.Expect(rotated.code).To(gomega.Equal(exitOK), rotated.stderr)
+	g.Expect(rotated.stderr).To(gomega.ContainSubstring("keeps working until"))
+	newKey := strings.TrimSpace(rotated.stdout)
+	g.Expect(newKey).NotTo(gomega.Equal(oldKey))
+
+	previous := plugin(oldKey, "verify", "-", "-n", ns)
+	g.Expect(previous.code).To(gomega.Equal(exitOK), previous.stdout+previous.stderr)
+	g.Expect(previous.stdout).To(gomega.MatchRegexp(`Key:\s+previous \(valid until `))
+	g.Expect(plugin(newKey, "verify", "-", "-n", ns).code).To(gomega.Equal(exitOK))
+}
+
+// verify judges an AppToken's JWT by its signature against the JWKS the data plane serves, and
+// then by the live AppToken: disabling or deleting it makes a well-signed token invalid.
+func TestVerifyAppToken(t *testing.T) {
+	g := gomega.NewWithT(t)
+	ns := newNamespace(t)
+	created := plugin("", "create", "apptoken", "reports", "-n", ns, "--audience", "https://api.acme.example",
+		"--scopes", "reports:read", "--timeout", reconcileTimeout.String())
+	g.Expect(created.code).To(gomega.Equal(exitOK), created.stderr)
+	token := strings.TrimSpace(created.stdout)
+
+	// The data plane's JWKS and discovery document, from the public keys the controllers publish.
+	publicKeys := signing.NewPublicKeys(k8sClient, signing.PublicKeysOptions{Namespace: "keycap-system", Issuer: signing.DefaultIssuer})
+	g.Eventually(func() error { return publicKeys.Refresh(context.Background()) }).WithTimeout(reconcileTimeout).Should(gomega.Succeed())
+	server := httptest.NewServer(signing.Handler(publicKeys))
+	defer server.Close()
+	verify := func(token string, args ...string) result {
+		return plugin(token+"\n", append([]string{"verify", "-", "--url", server.URL}, args...)...)
+	}
+
+	valid := verify(token)
+	g.Expect(valid.code).To(gomega.Equal(exitOK), valid.stdout+valid.stderr)
+	g.Expect(valid.stdout).To(gomega.MatchRegexp(`Kind:\s+AppToken`))
+	g.Expect(valid.stdout).To(gomega.MatchRegexp(`Name:\s+reports`))
+	g.Expect(valid.stdout).To(gomega.MatchRegexp(`Result:\s+valid`))
+	g.Expect(valid.stdout).NotTo(gomega.ContainSubstring(token))
+
+	asJSON := verify(token, "-o", "json", "--audience", "https://api.acme.example")
+	g.Expect(asJSON.code).To(gomega.Equal(exitOK), asJSON.stdout+asJSON.stderr)
+	var answer verifyResult
+	g.Expect(json.Unmarshal([]byte(asJSON.stdout), &answer)).To(gomega.Succeed(), asJSON.stdout)
+	g.Expect(answer.Valid).To(gomega.BeTrue())
+	g.Expect(answer.Credentials).To(gomega.HaveLen(1))
+	got := answer.Credentials[0]
+	g.Expect(got.Kind).To(gomega.Equal("AppToken"))
+	g.Expect(got.Namespace).To(gomega.Equal(ns))
+	g.Expect(got.Scopes).To(gomega.Equal([]string{"reports:read"}))
+	g.Expect(got.Audiences).To(gomega.Equal([]string{"https://api.acme.example"}))
+
+	wrongAudience := verify(token, "-o", "json", "--audience", "https://other.example")
+	g.Expect(wrongAudience.code).To(gomega.Equal(exitFailure))
+	g.Expect(json.Unmarshal([]byte(wrongAudience.stdout), &answer)).To(gomega.Succeed())
+	g.Expect(answer.Reason).To(gomega.Equal(string(apptoken.ReasonWrongAudience)))
+
+	// A forged signature: its first character changed (changing the last could decode to the
+	// same bytes).
+	dot := strings.LastIndexByte(token, '.')
+	forgedChar := byte('A')
+	if token[dot+1] == 'A' {
+		forgedChar = 'B'
+	}
+	forged := verify(token[:dot+1] + string(forgedChar) + token[dot+2:])
+	g.Expect(forged.code).To(gomega.Equal(exitFailure))
+	g.Expect(forged.stdout).To(gomega.ContainSubstring(string(apptoken.ReasonInvalidSignature)))
+
+	g.Expect(plugin("", "revoke", "apptoken", "reports", "-n", ns).code).To(gomega.Equal(exitOK))
+	disabled := verify(token)
+	g.Expect(disabled.code).To(gomega.Equal(exitFailure))
+	g.Expect(disabled.stdout).To(gomega.MatchRegexp(`Result:\s+invalid: disabled`))
+
+	g.Expect(plugin("", "revoke", "apptoken", "reports", "--delete", "-n", ns).code).To(gomega.Equal(exitOK))
+	deleted := verify(token)
+	g.Expect(deleted.code).To(gomega.Equal(exitFailure))
+	g.Expect(deleted.stdout).To(gomega.ContainSubstring("no AppToken in namespace " + ns))
 }

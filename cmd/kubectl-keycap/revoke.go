@@ -57,6 +57,7 @@ func runRevoke(e *env, args []string) error {
 
 func runRotate(e *env, args []string) error {
 	fs := newFlagSet("rotate", e)
+	noGrace := fs.Bool("no-grace", false, "rotate a key that has no grace period, so that its current key stops working at once")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return err
@@ -91,6 +92,14 @@ func runRotate(e *env, args []string) error {
 	if before.disabled {
 		return fmt.Errorf("%s %s/%s is disabled; enable it before rotating", k.name, namespace, pos[1])
 	}
+	// The controller keeps the previous key for spec.rotation.gracePeriod; without one, a rotation
+	// cuts off every client still holding the current key, so that takes an explicit --no-grace.
+	if rotationGrace(obj) == 0 && !*noGrace {
+		return fmt.Errorf("%s %s/%s has no grace period (spec.rotation.gracePeriod): rotating it now stops its current key at once.\n"+
+			"Run again with --no-grace to do that, or first give it a rotation policy with a grace period, e.g.\n"+
+			"  kubectl patch %s %s -n %s --type=merge -p '{\"spec\":{\"rotation\":{\"every\":\"2160h\",\"gracePeriod\":\"24h\"}}}'",
+			k.name, namespace, pos[1], strings.ToLower(k.name), pos[1], namespace)
+	}
 	// The value only has to differ from the last request the controller observed.
 	value := time.Now().UTC().Format(time.RFC3339)
 	if obj.GetAnnotations()[keycapv1alpha1.AnnotationRotate] == value {
@@ -120,6 +129,21 @@ func runRotate(e *env, args []string) error {
 		fmt.Fprintf(e.stderr, "The previous key (%s) stopped working.\n", oldKeyID)
 	}
 	return nil
+}
+
+// rotationGrace returns spec.rotation.gracePeriod of an opaque-key kind; zero without one.
+func rotationGrace(obj client.Object) time.Duration {
+	var r *keycapv1alpha1.RotationPolicy
+	switch o := obj.(type) {
+	case *keycapv1alpha1.ApiKey:
+		r = o.Spec.Rotation
+	case *keycapv1alpha1.AgentKey:
+		r = o.Spec.Rotation
+	}
+	if r == nil || r.GracePeriod == nil || r.GracePeriod.Duration < 0 {
+		return 0
+	}
+	return r.GracePeriod.Duration
 }
 
 // keyHash returns spec.keyHash of an opaque-key kind.
