@@ -22,16 +22,35 @@ CACHE_ROOT="${KEYCAP_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/keycap}"
 BIN_DIR="$CACHE_ROOT/control-plane-$KUBE_VERSION-etcd-$ETCD_VERSION"
 STAGING_VERSION="v0.${KUBE_VERSION#v1.}"
 
+# How often a long step reports that it is still running (seconds).
+PROGRESS_INTERVAL="${PROGRESS_INTERVAL:-30}"
+# The builder's last progress line, for callers waiting on the lock.
+PROGRESS_FILE="$CACHE_ROOT/build.progress"
+building=""
+
 START=$SECONDS
-log() { echo "build-control-plane: [$(elapsed)] $*" >&2; }
+log() {
+  echo "build-control-plane: [$(elapsed)] $*" >&2
+  if [[ -n $building ]]; then echo "[$(elapsed)] $*" > "$PROGRESS_FILE"; fi
+}
 elapsed() { local s=$((SECONDS - START)); printf '%dm%02ds' $((s / 60)) $((s % 60)); }
 
 # A cold build takes many minutes with nothing to print; a ticker says what is being built and for
-# how long, so neither the builder nor a second caller waiting on the lock looks hung.
+# how long, so neither the builder nor a second caller waiting on the lock looks hung. The waiter's
+# ticker repeats the builder's last progress line (which binaries, how long in).
 ticker_pid=""
+# The tickers close the lock's descriptor (fd 9): a killed ticker's last sleep outlives it, and must
+# not hold the lock after this script ends.
 start_ticker() {
   stop_ticker
-  ( while sleep 30; do log "still $1"; done ) &
+  ( exec 9>&-; while sleep "$PROGRESS_INTERVAL"; do log "still $1"; done ) &
+  ticker_pid=$!
+}
+start_wait_ticker() {
+  stop_ticker
+  ( exec 9>&-; while sleep "$PROGRESS_INTERVAL"; do
+      log "still waiting for the other build of the control plane (it is at: $(cat "$PROGRESS_FILE" 2>/dev/null || echo "starting"))"
+    done ) &
   ticker_pid=$!
 }
 stop_ticker() { if [[ -n $ticker_pid ]]; then kill "$ticker_pid" 2>/dev/null || true; wait "$ticker_pid" 2>/dev/null || true; ticker_pid=""; fi; }
@@ -59,7 +78,7 @@ if command -v flock >/dev/null; then
   exec 9>"$CACHE_ROOT/build.lock"
   if ! flock -n 9; then
     log "another build of the control plane is running (lock $CACHE_ROOT/build.lock); waiting for it"
-    start_ticker "waiting for the other build of the control plane to finish"
+    start_wait_ticker
     flock 9
     stop_ticker
   fi
@@ -69,12 +88,13 @@ if command -v flock >/dev/null; then
   fi
 fi
 WORK="$(mktemp -d "$CACHE_ROOT/build.XXXXXX")"
-trap 'stop_ticker; rm -rf "$WORK" "$BIN_DIR"/.*.tmp.$$' EXIT
+building=1
+trap 'stop_ticker; rm -rf "$WORK" "$BIN_DIR"/.*.tmp.$$ "$PROGRESS_FILE"' EXIT
 export GOFLAGS="-mod=mod" GOWORK=off CGO_ENABLED=0
 
 # ---- kube-apiserver, kube-controller-manager, kubectl ------------------------------------------
 if [[ ${#missing_kube[@]} -gt 0 ]]; then
-  log "building ${missing_kube[*]} $KUBE_VERSION from the Go module proxy (cold, all three: about 20 min on 2 cores)"
+  log "building ${missing_kube[*]} $KUBE_VERSION from the Go module proxy (cold: about 20 CPU-minutes, 30 min or more on 2 busy cores)"
   mkdir -p "$WORK/k8s" && cd "$WORK/k8s"
   go mod init keycap.local/control-plane >/dev/null 2>&1
   kube_mod="$(go mod download -json "k8s.io/kubernetes@$KUBE_VERSION" | sed -n 's/^\s*"GoMod": "\(.*\)",$/\1/p')"
