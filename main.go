@@ -7,10 +7,12 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -49,6 +51,7 @@ type options struct {
 	localEtcdPort      int
 	operatorNamespace  string
 	issuer             string
+	issuerSet          bool
 	metricsAddr        string
 	metricsSecure      bool
 	probeAddr          string
@@ -75,7 +78,7 @@ func main() {
 	flag.StringVar(&o.components, "components", strings.Join(allComponents, ","),
 		"Comma-separated components to run: controllers (leader-elected), webhook, authz (the data plane).")
 	flag.StringVar(&o.localControlPlane, "local-control-plane", "",
-		"Start etcd and kube-apiserver on 127.0.0.1 with their state in this directory, write DIR/kubeconfig and install the CRDs (what `make run` does).")
+		"Start etcd, kube-apiserver and kube-controller-manager on 127.0.0.1 with their state in `DIR`, write DIR/kubeconfig, install the CRDs and the webhook configuration, and run keycap against them (what make run does).")
 	flag.IntVar(&o.localAPIServerPort, "local-apiserver-port", localcluster.DefaultAPIServerPort, "Port of the local control plane's kube-apiserver on 127.0.0.1.")
 	flag.IntVar(&o.localEtcdPort, "local-etcd-port", localcluster.DefaultEtcdPort, "Client port of the local control plane's etcd on 127.0.0.1.")
 	flag.StringVar(&o.operatorNamespace, "operator-namespace", envOr("POD_NAMESPACE", "keycap-system"),
@@ -94,10 +97,10 @@ func main() {
 		"Comma-separated usernames besides its own that the webhook lets change keycap's Secrets: the controllers' service account when they run in another Deployment.")
 	flag.StringVar(&o.grpcAddr, "grpc-bind-address", ":9001", "Address of the ext_authz gRPC server.")
 	flag.StringVar(&o.issuer, "issuer", signing.DefaultIssuer,
-		"The iss of AppTokens: the controllers sign with it and the data plane requires it.")
-	flag.StringVar(&o.httpAddr, "http-bind-address", ":9002", "Address of the HTTP server: forward-auth /check, licence activation, SSO links, JWKS.")
+		"The iss of AppTokens: the controllers sign with it and the data plane requires it. With --local-control-plane the default is the HTTP port's own URL (http://127.0.0.1:9002), which serves the discovery document and the JWKS.")
+	flag.StringVar(&o.httpAddr, "http-bind-address", ":9002", "Address of the HTTP server: forward-auth /check, licence activation, the JWKS and OpenID discovery document, the licence public key.")
 	flag.StringVar(&o.extraKeyHeaders, "extra-key-headers", "X-CapData-Token", "Comma-separated extra request headers that may carry an opaque key.")
-	flag.BoolVar(&o.compatBodies, "compat-error-bodies", false, `Deny with the seeds' bodies ({"error":"Unauthorized"}, {"message":"Insufficient permissions"}) instead of keycap's.`)
+	flag.BoolVar(&o.compatBodies, "compat-error-bodies", false, `Deny with the error bodies of the APIs keycap stands in for ({"error":"Unauthorized"} for 401, {"message":"Insufficient permissions"} for 403) instead of keycap's {"error":{"code","message","reason"}}.`)
 	flag.Float64Var(&o.lastUsedWrites, "last-used-writes-per-second", 50,
 		"Most status.lastUsedAt patches the data plane sends per second (each credential at most once a minute); 0 turns lastUsedAt writes off.")
 	flag.BoolVar(&o.leaderElect, "leader-elect", false, "Elect a leader among controller replicas (the data plane never needs it).")
@@ -108,10 +111,13 @@ func main() {
 	zapOpts := zap.Options{Development: false}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
+	flag.Visit(func(f *flag.Flag) { o.issuerSet = o.issuerSet || f.Name == "issuer" })
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
 
 	if err := run(o); err != nil {
-		ctrl.Log.Error(err, "keycap stopped")
+		// One readable line for a person at a terminal (a port in use, a missing binary), not a
+		// log record with a stack trace.
+		fmt.Fprintf(os.Stderr, "keycap stopped: %v\n", err)
 		os.Exit(1)
 	}
 }
@@ -147,6 +153,7 @@ func run(o options) error {
 			WebhookURL:        webhookURL,
 			APIServerPort:     o.localAPIServerPort,
 			EtcdPort:          o.localEtcdPort,
+			Listeners:         listeners(o, components),
 		})
 		if err != nil {
 			return fmt.Errorf("starting the local control plane: %w", err)
@@ -158,6 +165,11 @@ func run(o options) error {
 		}()
 		cfg = cluster.Config
 		log.Info("local control plane running", "kubeconfig", cluster.KubeconfigPath)
+		if !o.issuerSet {
+			// Nothing on this machine resolves the in-cluster default; the HTTP port serves the
+			// discovery document and the JWKS, so verifiers can follow the issuer.
+			o.issuer = localIssuer(o.httpAddr)
+		}
 	} else {
 		if cfg, err = ctrl.GetConfig(); err != nil {
 			return fmt.Errorf("loading kubeconfig: %w", err)
@@ -272,6 +284,37 @@ func announceReady(ctx context.Context, mgr ctrl.Manager, components map[string]
 		}
 	}
 	ctrl.Log.Info("keycap ready", "components", strings.Join(names, ","))
+}
+
+// listeners are keycap's own listening addresses for the components that run, with what each is
+// and the flag that moves it.
+func listeners(o options, components map[string]bool) []localcluster.Listener {
+	ls := []localcluster.Listener{
+		{Addr: o.metricsAddr, What: "metrics, --metrics-bind-address"},
+		{Addr: o.probeAddr, What: "health probes, --health-probe-bind-address"},
+	}
+	if components[componentWebhook] {
+		ls = append(ls, localcluster.Listener{Addr: net.JoinHostPort(o.webhookHost, strconv.Itoa(o.webhookPort)), What: "admission webhook, --webhook-port"})
+	}
+	if components[componentAuthz] {
+		ls = append(ls,
+			localcluster.Listener{Addr: o.grpcAddr, What: "ext_authz gRPC, --grpc-bind-address"},
+			localcluster.Listener{Addr: o.httpAddr, What: "HTTP: /check, activation, JWKS, --http-bind-address"})
+	}
+	return ls
+}
+
+// localIssuer is the issuer of AppTokens on a local control plane: the URL of the HTTP port at
+// httpAddr, on 127.0.0.1 when it listens on every interface.
+func localIssuer(httpAddr string) string {
+	host, port, err := net.SplitHostPort(httpAddr)
+	if err != nil {
+		return signing.DefaultIssuer
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "127.0.0.1"
+	}
+	return "http://" + net.JoinHostPort(host, port)
 }
 
 func parseComponents(s string) (map[string]bool, error) {

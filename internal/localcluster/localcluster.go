@@ -25,6 +25,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -70,6 +71,20 @@ type Options struct {
 	APIServerPort int
 	// EtcdPort is etcd's client port on 127.0.0.1; 0 means DefaultEtcdPort.
 	EtcdPort int
+	// Listeners are the addresses the caller listens on once the control plane runs (keycap's own
+	// ports). Start checks them, with etcd's and the apiserver's ports, before it starts anything,
+	// so a taken port stops it at once instead of after the control plane came up.
+	Listeners []Listener
+}
+
+// Listener is an address that must be free, and what uses it (for the error message).
+type Listener struct {
+	// Addr is host:port as net.Listen takes it; a port of 0, an empty Addr or "0" (a disabled
+	// endpoint) is not checked.
+	Addr string
+	// What names the listener and the flag that moves it, e.g. "health probes,
+	// --health-probe-bind-address".
+	What string
 }
 
 // Cluster is a running local control plane.
@@ -135,10 +150,12 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 			log.Info("stopped a leftover process of an earlier run", "process", name, "pid", pid)
 		}
 	}
-	for _, port := range []int{opts.EtcdPort, opts.APIServerPort} {
-		if err := checkPortFree(port); err != nil {
-			return nil, err
-		}
+	listeners := append([]Listener{
+		{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(opts.EtcdPort)), What: "etcd, --local-etcd-port"},
+		{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(opts.APIServerPort)), What: "kube-apiserver, --local-apiserver-port"},
+	}, opts.Listeners...)
+	if err := checkPortsFree(listeners); err != nil {
+		return nil, err
 	}
 
 	p := pki{dir: filepath.Join(dir, "pki")}
@@ -297,13 +314,28 @@ func writeClientKubeconfig(path, host string, p pki, user, certFile, keyFile str
 	return cfg, nil
 }
 
-// checkPortFree fails with a clear message when something already listens on 127.0.0.1:port.
-func checkPortFree(port int) error {
-	l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-	if err != nil {
-		return fmt.Errorf("port 127.0.0.1:%d is in use (another `make run`, or another cluster?): stop it or choose other ports (--local-apiserver-port, --local-etcd-port): %w", port, err)
+// checkPortsFree fails with one message naming every listener whose address is taken, and the
+// flag that moves it.
+func checkPortsFree(listeners []Listener) error {
+	var busy []string
+	for _, l := range listeners {
+		if _, port, err := net.SplitHostPort(l.Addr); err != nil || port == "0" {
+			continue
+		}
+		ln, err := net.Listen("tcp", l.Addr)
+		if err != nil {
+			busy = append(busy, fmt.Sprintf("port %s is in use (%s)", l.Addr, l.What))
+			continue
+		}
+		if err := ln.Close(); err != nil {
+			return err
+		}
 	}
-	return l.Close()
+	if len(busy) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%s: stop what holds it (another make run?) or move keycap's listener with its flag, e.g. make run RUN_ARGS=--health-probe-bind-address=127.0.0.1:18081",
+		strings.Join(busy, "; "))
 }
 
 // lockDir takes an exclusive, non-blocking lock on file for the life of this process (the kernel

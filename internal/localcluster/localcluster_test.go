@@ -271,16 +271,58 @@ func readPIDs(t *testing.T, dir string) map[string]int {
 }
 
 func TestStartRefusesABusyPort(t *testing.T) {
-	g := gomega.NewWithT(t)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	g.Expect(err).NotTo(gomega.HaveOccurred())
-	defer func() { _ = l.Close() }()
-	opts := testOptions(t, t.TempDir())
-	opts.APIServerPort = l.Addr().(*net.TCPAddr).Port
+	listen := func(t *testing.T) string {
+		t.Helper()
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = l.Close() })
+		return l.Addr().String()
+	}
+	port := func(addr string) int {
+		_, p, _ := net.SplitHostPort(addr)
+		n, _ := strconv.Atoi(p)
+		return n
+	}
+	cases := map[string]struct {
+		// occupy takes ports and returns the options' changes and the messages expected.
+		occupy func(t *testing.T, opts *Options) []string
+	}{
+		"the apiserver's port": {occupy: func(t *testing.T, opts *Options) []string {
+			opts.APIServerPort = port(listen(t))
+			return []string{"port 127.0.0.1:" + strconv.Itoa(opts.APIServerPort) + " is in use (kube-apiserver, --local-apiserver-port)"}
+		}},
+		"a port keycap listens on once the control plane runs": {occupy: func(t *testing.T, opts *Options) []string {
+			addr := listen(t)
+			opts.Listeners = []Listener{{Addr: "127.0.0.1:" + strconv.Itoa(freePort(t)), What: "metrics"}, {Addr: addr, What: "health probes, --health-probe-bind-address"}}
+			return []string{"port " + addr + " is in use (health probes, --health-probe-bind-address)"}
+		}},
+		"every taken port at once": {occupy: func(t *testing.T, opts *Options) []string {
+			opts.EtcdPort = port(listen(t))
+			addr := listen(t)
+			opts.Listeners = []Listener{{Addr: addr, What: "ext_authz gRPC"}}
+			return []string{"port 127.0.0.1:" + strconv.Itoa(opts.EtcdPort) + " is in use (etcd, --local-etcd-port)", "port " + addr + " is in use (ext_authz gRPC)"}
+		}},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			g := gomega.NewWithT(t)
+			opts := testOptions(t, t.TempDir())
+			// A disabled endpoint ("0") and port 0 are not checked.
+			opts.Listeners = []Listener{{Addr: "0", What: "metrics off"}, {Addr: "127.0.0.1:0", What: "any port"}}
+			want := tc.occupy(t, &opts)
 
-	_, err = Start(context.Background(), opts)
-	g.Expect(err).To(gomega.MatchError(gomega.ContainSubstring("port 127.0.0.1:" + strconv.Itoa(opts.APIServerPort) + " is in use")))
-	g.Expect(filepath.Join(opts.Dir, "run", "etcd.pid")).NotTo(gomega.BeAnExistingFile(), "nothing may be started")
+			_, err := Start(context.Background(), opts)
+			g.Expect(err).To(gomega.HaveOccurred())
+			for _, w := range want {
+				g.Expect(err.Error()).To(gomega.ContainSubstring(w))
+			}
+			g.Expect(err.Error()).NotTo(gomega.ContainSubstring("\n"), "one line")
+			g.Expect(filepath.Join(opts.Dir, "run", "etcd.pid")).NotTo(gomega.BeAnExistingFile(), "nothing may be started")
+			g.Expect(filepath.Join(opts.Dir, "logs", "etcd.log")).NotTo(gomega.BeAnExistingFile(), "nothing may be started")
+		})
+	}
 }
 
 func TestStartRefusesADirInUse(t *testing.T) {
