@@ -98,7 +98,7 @@ func SetupWithManager(mgr ctrl.Manager, opts Options) error {
 	if _, err := setupSigningKinds(mgr, opts); err != nil {
 		return err
 	}
-	return nil
+	return SetupRoutePolicyWithManager(mgr)
 }
 
 // newCredentialReconciler returns the shared part of a reconciler for kind.

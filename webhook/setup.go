@@ -110,6 +110,7 @@ func Setup(mgr ctrl.Manager, opts Options) (*Webhook, error) {
 	if err := ctrl.NewWebhookManagedBy(mgr, &keycapv1alpha1.License{}).WithValidator(kindValidator[*keycapv1alpha1.License]{v.checkLicense}).Complete(); err != nil {
 		return nil, err
 	}
+	setupRoutePolicyWebhook(mgr)
 
 	self, err := selfUsername(ctx, mgr)
 	if err != nil {
