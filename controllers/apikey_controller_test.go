@@ -113,7 +113,7 @@ func TestApiKeyExpiresOnTime(t *testing.T) {
 	}
 	g.Expect(at.Status.ExpiresAt.Time).To(gomega.BeTemporally("==", expiresAt.Time))
 	g.Expect(lifetime.Status.ExpiresAt.Time).To(gomega.BeTemporally("==", lifetime.CreationTimestamp.Add(lifetime.Spec.Duration.Duration)))
-	g.Expect(expiryGaugeValue(KindApiKey, ns, "expires-at")).To(gomega.Equal(float64(expiresAt.Unix())))
+	g.Expect(expiryGaugeValue(keycapv1alpha1.KindApiKey, ns, "expires-at")).To(gomega.Equal(float64(expiresAt.Unix())))
 
 	// No reconcile is triggered by the test: the controllers' RequeueAfter fires on the fake clock.
 	fakeClock.Step(2*time.Hour + time.Second)
@@ -351,10 +351,10 @@ func TestApiKeyDeletedForgetsMetrics(t *testing.T) {
 	expiresAt := metav1.NewTime(fakeClock.Now().Add(100 * time.Hour))
 	apiKey.Spec.ExpiresAt = &expiresAt
 	createReady(t, g, apiKey, keycapv1alpha1.ReasonIssued)
-	g.Expect(expiryGaugeValue(KindApiKey, ns, "short-lived")).To(gomega.Equal(float64(expiresAt.Unix())))
+	g.Expect(expiryGaugeValue(keycapv1alpha1.KindApiKey, ns, "short-lived")).To(gomega.Equal(float64(expiresAt.Unix())))
 
 	g.Expect(k8sClient.Delete(ctx, apiKey)).To(gomega.Succeed())
-	g.Eventually(func() bool { return expiryGaugeExists(KindApiKey, ns, "short-lived") }).
+	g.Eventually(func() bool { return expiryGaugeExists(keycapv1alpha1.KindApiKey, ns, "short-lived") }).
 		WithTimeout(reconcileTimeout).Should(gomega.BeFalse())
 }
 

@@ -4,24 +4,17 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/event"
+	ctrlevent "sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
 
 	keycapv1alpha1 "github.com/keycap-dev/keycap/api/v1alpha1"
-)
-
-// Kinds as they appear in labels, events and metrics.
-const (
-	KindApiKey   = "ApiKey"
-	KindAgentKey = "AgentKey"
-	KindAppToken = "AppToken"
-	KindLicense  = "License"
 )
 
 // Event reasons besides the Ready reasons of api/v1alpha1/conditions.go (which are used as event
@@ -29,8 +22,8 @@ const (
 const (
 	// EventReasonIssued: a first key was issued into the Secret.
 	EventReasonIssued = "Issued"
-	// EventReasonReissued: the Secret was missing or did not hold a valid key; a new key was
-	// issued and the old one stopped being valid at once.
+	// EventReasonReissued: the Secret was missing or did not hold the key keycap issued; a new key
+	// was issued and the old one stopped being valid at once.
 	EventReasonReissued = "Reissued"
 	// EventReasonRotated: the key was rotated; the previous key stays valid for the grace period.
 	EventReasonRotated = "Rotated"
@@ -38,21 +31,26 @@ const (
 	EventReasonGracePeriodEnded = "GracePeriodEnded"
 	// EventReasonExpired: the credential expired.
 	EventReasonExpired = "Expired"
+	// EventReasonSecretRestored: the Secret keycap issued had lost its owner reference (or its
+	// labels); keycap put them back, so rotation and garbage collection go on.
+	EventReasonSecretRestored = "SecretRestored"
 )
 
-// credentialReconciler holds what every credential reconciler needs; the per-kind reconcilers embed
-// it and use its helpers (status.go, secret.go, opaquekey.go).
+// credentialReconciler holds what every credential reconciler needs: the plumbing helpers of
+// status.go, secret.go and queue.go hang off it, and each kind's issuer reaches the cluster
+// through it.
 type credentialReconciler struct {
 	// Client reads the credentials from the manager's cache and writes.
 	client.Client
-	// APIReader reads Secrets directly from the apiserver, so that a key is never derived from a
-	// stale cached Secret (and foreign Secrets need not be cached to detect a conflict).
+	// APIReader reads Secrets (and a credential whose cached status disagrees with its Secret)
+	// directly from the apiserver, so that nothing is derived from a stale cache (and foreign
+	// Secrets need not be cached to detect a conflict).
 	APIReader client.Reader
 	Scheme    *runtime.Scheme
 	Recorder  recorder.EventRecorder
 	// Clock is the time source of every time-based decision.
 	Clock clock.PassiveClock
-	// Kind is the credential kind this reconciler handles (KindApiKey, ...).
+	// Kind is the name of the credential kind this reconciler handles (keycapv1alpha1.KindApiKey, ...).
 	Kind string
 
 	// deadlines, with a fake clock only, passes the absolute deadline of each RequeueAfter to the
@@ -60,10 +58,13 @@ type credentialReconciler struct {
 	deadlines *sync.Map
 }
 
-// credentialError is a failure that retrying cannot fix; the credential waits, Ready=False with the
-// given reason, until something it watches changes.
+// credentialError is a failure that retrying at once cannot fix; the credential waits, Ready=False
+// with the given reason, until something it watches changes (or retryAfter passes).
 type credentialError struct {
 	reason, message string
+	// retryAfter, when set, runs the reconcile again after it (e.g. a signing key set that could
+	// not be loaded yet).
+	retryAfter time.Duration
 }
 
 func (e *credentialError) Error() string { return e.reason + ": " + e.message }
@@ -80,27 +81,16 @@ func asCredentialError(err error) (*credentialError, bool) {
 	return ce, ok
 }
 
-// credentialStatus returns the status every credential kind shares, or nil for other objects.
-func credentialStatus(obj client.Object) *keycapv1alpha1.CredentialStatus {
-	switch o := obj.(type) {
-	case *keycapv1alpha1.ApiKey:
-		return &o.Status.CredentialStatus
-	case *keycapv1alpha1.AgentKey:
-		return &o.Status.CredentialStatus
-	case *keycapv1alpha1.AppToken:
-		return &o.Status.CredentialStatus
-	case *keycapv1alpha1.License:
-		return &o.Status.CredentialStatus
-	}
-	return nil
-}
+// errNamespaceTerminating says the credential's namespace is being deleted, so its Secret cannot
+// be written again: expected when a tenant goes away, neither an error nor worth a retry.
+var errNamespaceTerminating = errors.New("the namespace is being terminated")
 
 // ignoreLastUsedAt filters out updates of a credential that change nothing but status.lastUsedAt
 // (which the data plane writes as keys are used) and bookkeeping metadata: they need no reconcile.
 // Status changes the controllers make themselves still pass, so a reconcile that read a stale
 // object runs again on the fresh one, and AgentKeys see their parent's Ready condition change.
 var ignoreLastUsedAt = predicate.Funcs{
-	UpdateFunc: func(e event.UpdateEvent) bool {
+	UpdateFunc: func(e ctrlevent.UpdateEvent) bool {
 		if e.ObjectOld == nil || e.ObjectNew == nil {
 			return true
 		}
@@ -112,8 +102,8 @@ func withoutNoise(obj client.Object) client.Object {
 	c := obj.DeepCopyObject().(client.Object)
 	c.SetResourceVersion("")
 	c.SetManagedFields(nil)
-	if s := credentialStatus(c); s != nil {
-		s.LastUsedAt = nil
+	if cred, ok := c.(keycapv1alpha1.Credential); ok {
+		cred.GetCredentialStatus().LastUsedAt = nil
 	}
 	return c
 }

@@ -4,7 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
-	"strings"
+	"reflect"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -17,35 +17,131 @@ import (
 	keycapv1alpha1 "github.com/keycap-dev/keycap/api/v1alpha1"
 )
 
-// keycapAnnotationPrefix marks the labels and annotations only keycap writes on its Secrets;
-// secretTemplate entries with it are dropped, so a template cannot forge keycap's bookkeeping.
-const keycapAnnotationPrefix = "keycap.dev/"
+// Which Secret keycap trusts.
+//
+// A tenant who may create Secrets in a namespace can forge everything on a Secret: its labels,
+// its keycap.dev/* annotations, even a controller owner reference naming a credential (with its
+// UID) and the field manager of its creation. What a tenant cannot write is a credential's status:
+// only the operator writes it. So keycap believes a Secret only as far as status vouches for it:
+//
+//   - A Secret is keycap's only at the name status.secretName records. keycap records the name in
+//     status before it creates a Secret there (claimSecretName), so a Secret that exists at any
+//     other name was not created by keycap for this credential, whatever its owner references say:
+//     SecretConflict, and keycap neither reads nor overwrites it (a spec.secretName pointed at a
+//     planted Secret injects nothing).
+//   - At the recorded name, the Secret's content is believed only when it is what status records
+//     (issuer.vouches: for an opaque key or a licence the key's digest is status.digests[0]; for an
+//     AppToken the token verifies and is the one status.issuedAt records). Everything else the
+//     lifecycle needs (when the key was issued, the previous key and the end of its grace period)
+//     is read from status, never from the Secret's annotations, which are only a copy for people.
+//     A Secret holding anything else was tampered with: its key is treated as compromised and a
+//     new one is issued into it at once, with no grace period. A digest therefore reaches status
+//     only as a freshly generated key, a spec.keyHash (which the webhook checks, and the duplicate
+//     rule settles when it was raced), or because status already listed it.
+//   - A Secret at the recorded name that lost its controller owner reference (someone removed it
+//     while the tamper guard was down) still holding exactly what status records is keycap's: the
+//     owner reference and labels are put back and rotation goes on. If it holds anything else, or
+//     another controller owns it now, keycap cannot manage it: SecretConflict, and the key status
+//     listed for it is revoked rather than left working unmanaged.
+//
+// The cache may hold a credential whose status is older than its Secret (the status patch of the
+// reconcile that wrote the Secret has not reached the cache yet), so before any of these verdicts
+// goes against a Secret the credential is read again from the apiserver.
 
-// secretName is the name of the Secret a credential writes: spec.secretName, or its own name.
-func secretName(obj client.Object, spec *keycapv1alpha1.CredentialSpec) string {
-	if spec.SecretName != "" {
-		return spec.SecretName
-	}
-	return obj.GetName()
+// heldSecret is the Secret at a credential's Secret name as keycap judged it.
+type heldSecret struct {
+	// secret is the Secret, nil when there is none. Its content is the issuer's to judge.
+	secret *corev1.Secret
+	// restored says the Secret had lost its controller owner reference and holds what status
+	// records: writing it puts keycap's owner reference back.
+	restored bool
 }
 
-// getOwnedSecret reads the Secret name in owner's namespace directly from the apiserver. It returns
-// (nil, nil) when there is none, and a SecretConflict credentialError when a Secret of that name
-// exists but owner is not its controller: keycap never overwrites a Secret it does not own.
-func (r *credentialReconciler) getOwnedSecret(ctx context.Context, owner client.Object, name string) (*corev1.Secret, error) {
+// readSecret reads and judges the Secret name of obj (see above). vouches says whether a Secret
+// holds what obj's status records. A SecretConflict is returned as a credentialError; revoke is
+// true when the conflict is at the name status records, whose key must then stop working.
+func (r *credentialReconciler) readSecret(ctx context.Context, p *statusPatch, name string, vouches func(*corev1.Secret) bool) (held heldSecret, revoke bool, err error) {
+	obj := p.obj
+	secret, err := r.getSecret(ctx, obj.GetNamespace(), name)
+	if err != nil || secret == nil {
+		return heldSecret{}, false, err
+	}
+	trusted := func() bool {
+		return obj.GetCredentialStatus().SecretName == name && metav1.IsControlledBy(secret, obj) && vouches(secret)
+	}
+	if !trusted() {
+		if err := r.refresh(ctx, p); err != nil {
+			return heldSecret{}, false, err
+		}
+	}
+	status := obj.GetCredentialStatus()
+	controlled := metav1.IsControlledBy(secret, obj)
+	switch {
+	case status.SecretName != name && controlled:
+		return heldSecret{}, false, failf(keycapv1alpha1.ReasonSecretConflict,
+			"Secret %q was not created by keycap for this %s (an owner reference does not make it keycap's); keycap neither uses nor overwrites it: delete it or choose another spec.secretName",
+			name, r.Kind)
+	case status.SecretName != name:
+		return heldSecret{}, false, failf(keycapv1alpha1.ReasonSecretConflict,
+			"Secret %q exists and is not managed by this %s; keycap does not overwrite it: delete it or choose another spec.secretName",
+			name, r.Kind)
+	case controlled:
+		return heldSecret{secret: secret}, false, nil
+	case metav1.GetControllerOf(secret) != nil:
+		return heldSecret{}, true, failf(keycapv1alpha1.ReasonSecretConflict,
+			"Secret %q is controlled by another object; keycap does not overwrite it, and no key of this %s is valid until it can: delete it or choose another spec.secretName",
+			name, r.Kind)
+	case vouches(secret):
+		return heldSecret{secret: secret, restored: true}, false, nil
+	}
+	return heldSecret{}, true, failf(keycapv1alpha1.ReasonSecretConflict,
+		"Secret %q, which keycap issued, is no longer managed by this %s and no longer holds what keycap issued; keycap does not overwrite it and its key is no longer valid: delete it to have a new one issued",
+		name, r.Kind)
+}
+
+// getSecret reads a Secret directly from the apiserver; nil when there is none.
+func (r *credentialReconciler) getSecret(ctx context.Context, namespace, name string) (*corev1.Secret, error) {
 	var secret corev1.Secret
-	err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: owner.GetNamespace(), Name: name}, &secret)
+	err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, &secret)
 	switch {
 	case apierrors.IsNotFound(err):
 		return nil, nil
 	case err != nil:
 		return nil, fmt.Errorf("reading Secret %s: %w", name, err)
-	case !metav1.IsControlledBy(&secret, owner):
-		return nil, failf(keycapv1alpha1.ReasonSecretConflict,
-			"Secret %q exists and is not managed by this %s; keycap does not overwrite it: delete it or choose another spec.secretName",
-			name, r.Kind)
 	}
 	return &secret, nil
+}
+
+// refresh replaces p.obj by the credential as the apiserver has it now, and makes that the base of
+// the status patch.
+func (r *credentialReconciler) refresh(ctx context.Context, p *statusPatch) error {
+	// Decoding into a used object would merge its maps: read into a new one and copy it over.
+	fresh := reflect.New(reflect.TypeOf(p.obj).Elem()).Interface().(keycapv1alpha1.Credential)
+	if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(p.obj), fresh); err != nil {
+		return fmt.Errorf("reading %s %s: %w", r.Kind, p.obj.GetName(), err)
+	}
+	if fresh.GetResourceVersion() != p.obj.GetResourceVersion() {
+		reflect.ValueOf(p.obj).Elem().Set(reflect.ValueOf(fresh).Elem())
+		p.rebase()
+	}
+	return nil
+}
+
+// claimSecretName records name as obj's Secret in status (where recorded was) before keycap
+// creates a Secret there, so that the Secret is provably keycap's even if the reconcile ends
+// before its status patch.
+func (r *credentialReconciler) claimSecretName(ctx context.Context, obj keycapv1alpha1.Credential, recorded, name string) error {
+	if recorded == name {
+		return nil
+	}
+	base := obj.DeepCopyObject().(keycapv1alpha1.Credential)
+	base.GetCredentialStatus().SecretName = recorded
+	claimed := base.DeepCopyObject().(keycapv1alpha1.Credential)
+	claimed.GetCredentialStatus().SecretName = name
+	if err := r.Status().Patch(ctx, claimed, client.MergeFrom(base)); err != nil {
+		return fmt.Errorf("recording Secret %s in status: %w", name, err)
+	}
+	return nil
 }
 
 // secretContent is what keycap writes into a Secret it owns.
@@ -60,10 +156,11 @@ type secretContent struct {
 
 // writeOwnedSecret makes the Secret name in owner's namespace hold exactly content, with keycap's
 // labels (managed-by, kind, name) and owner as its controller (so the Secret is garbage-collected
-// with its credential). existing is the Secret as getOwnedSecret returned it (nil: create). It
-// writes only when something differs, and updates with existing's resourceVersion, so a concurrent
-// change makes it fail with a conflict instead of overwriting.
-func (r *credentialReconciler) writeOwnedSecret(ctx context.Context, owner client.Object, name string, existing *corev1.Secret, content secretContent) (*corev1.Secret, error) {
+// with its credential). existing is the Secret as readSecret returned it (nil: create, after
+// recording the name in status, where recorded was the name status held). It writes only when something differs, and updates with
+// existing's resourceVersion, so a concurrent change makes it fail with a conflict instead of
+// overwriting. In a namespace being deleted it returns errNamespaceTerminating.
+func (r *credentialReconciler) writeOwnedSecret(ctx context.Context, owner keycapv1alpha1.Credential, recorded, name string, existing *corev1.Secret, content secretContent) error {
 	desired := &corev1.Secret{}
 	if existing != nil {
 		desired = existing.DeepCopy()
@@ -75,22 +172,28 @@ func (r *credentialReconciler) writeOwnedSecret(ctx context.Context, owner clien
 	desired.Data = content.data
 	desired.StringData = nil
 	if err := controllerutil.SetControllerReference(owner, desired, r.Scheme); err != nil {
-		return nil, fmt.Errorf("setting the owner of Secret %s: %w", name, err)
+		return fmt.Errorf("setting the owner of Secret %s: %w", name, err)
 	}
 
 	if existing == nil {
-		if err := r.Create(ctx, desired); err != nil {
-			return nil, fmt.Errorf("creating Secret %s: %w", name, err)
+		if err := r.claimSecretName(ctx, owner, recorded, name); err != nil {
+			return err
 		}
-		return desired, nil
+		if err := r.Create(ctx, desired); err != nil {
+			if apierrors.HasStatusCause(err, corev1.NamespaceTerminatingCause) {
+				return errNamespaceTerminating
+			}
+			return fmt.Errorf("creating Secret %s: %w", name, err)
+		}
+		return nil
 	}
 	if equality.Semantic.DeepEqual(existing, desired) {
-		return existing, nil
+		return nil
 	}
 	if err := r.Update(ctx, desired); err != nil {
-		return nil, fmt.Errorf("updating Secret %s: %w", name, err)
+		return fmt.Errorf("updating Secret %s: %w", name, err)
 	}
-	return desired, nil
+	return nil
 }
 
 // secretLabels are the template's labels plus keycap's, which the template cannot override.
@@ -98,7 +201,7 @@ func secretLabels(kind, name string, template *keycapv1alpha1.SecretTemplate) ma
 	labels := map[string]string{}
 	if template != nil {
 		for k, v := range template.Labels {
-			if !strings.HasPrefix(k, keycapAnnotationPrefix) && k != keycapv1alpha1.LabelManagedBy {
+			if !keycapv1alpha1.IsReservedMetadataKey(k) {
 				labels[k] = v
 			}
 		}
@@ -109,12 +212,13 @@ func secretLabels(kind, name string, template *keycapv1alpha1.SecretTemplate) ma
 	return labels
 }
 
-// secretAnnotations are the template's annotations, without keycap.dev/* ones, plus keycap's own.
+// secretAnnotations are the template's annotations, without keycap's reserved ones, plus keycap's
+// own.
 func secretAnnotations(template *keycapv1alpha1.SecretTemplate, own map[string]string) map[string]string {
 	annotations := map[string]string{}
 	if template != nil {
 		for k, v := range template.Annotations {
-			if !strings.HasPrefix(k, keycapAnnotationPrefix) {
+			if !keycapv1alpha1.IsReservedMetadataKey(k) {
 				annotations[k] = v
 			}
 		}
@@ -129,17 +233,11 @@ func secretAnnotations(template *keycapv1alpha1.SecretTemplate, own map[string]s
 // deleteOwnedSecret deletes the Secret name in owner's namespace if owner is its controller; a
 // Secret keycap does not own is never touched.
 func (r *credentialReconciler) deleteOwnedSecret(ctx context.Context, owner client.Object, name string) error {
-	var secret corev1.Secret
-	err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: owner.GetNamespace(), Name: name}, &secret)
-	switch {
-	case apierrors.IsNotFound(err):
-		return nil
-	case err != nil:
-		return fmt.Errorf("reading Secret %s: %w", name, err)
-	case !metav1.IsControlledBy(&secret, owner):
-		return nil
+	secret, err := r.getSecret(ctx, owner.GetNamespace(), name)
+	if err != nil || secret == nil || !metav1.IsControlledBy(secret, owner) {
+		return err
 	}
-	if err := r.Delete(ctx, &secret, client.Preconditions{UID: &secret.UID, ResourceVersion: &secret.ResourceVersion}); err != nil && !apierrors.IsNotFound(err) {
+	if err := r.Delete(ctx, secret, client.Preconditions{UID: &secret.UID, ResourceVersion: &secret.ResourceVersion}); err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("deleting the old Secret %s: %w", name, err)
 	}
 	return nil

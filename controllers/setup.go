@@ -3,10 +3,10 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/workqueue"
 	"k8s.io/utils/clock"
@@ -19,6 +19,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	keycapv1alpha1 "github.com/keycap-dev/keycap/api/v1alpha1"
+	"github.com/keycap-dev/keycap/internal/registry"
+	"github.com/keycap-dev/keycap/internal/signing"
 )
 
 // Options configure the credential controllers.
@@ -37,80 +39,80 @@ type Options struct {
 // EventRecorderName is the reporting controller of keycap's Events.
 const EventRecorderName = "keycap-controller"
 
-// indexSecretName is the field index of credentials by the name of their Secret (spec.secretName
-// or their own name), so that a Secret event reaches the credential that wants that name even
-// when keycap does not own the Secret (a SecretConflict resolves once it is deleted).
-const indexSecretName = "keycap.dev/secretName"
+// issuerDeps is what the issuers share beyond their reconciler.
+type issuerDeps struct {
+	// keys is the signing key set (AppToken JWTs, licence files).
+	keys  *signing.Manager
+	clock clock.PassiveClock
+}
+
+// issuers is each kind's issuer, by registry kind name. A kind in the registry without an
+// issuer fails SetupWithManager (and TestEveryKindHasAnIssuer).
+var issuers = map[string]func(*credentialReconciler, issuerDeps) issuer{
+	keycapv1alpha1.KindApiKey:   newApiKeyIssuer,
+	keycapv1alpha1.KindAgentKey: newAgentKeyIssuer,
+	keycapv1alpha1.KindAppToken: newAppTokenIssuer,
+	keycapv1alpha1.KindLicense:  newLicenseIssuer,
+}
 
 // Leader election of the controllers (--leader-elect) uses a Lease in the operator's namespace.
 // +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;patch;delete
 
-// SetupWithManager registers every credential reconciler with mgr.
+// SetupWithManager registers a reconciler for every kind of the registry with mgr, and the
+// signing key set (a leader-elected Runnable in opts.OperatorNamespace) the signed kinds share.
 func SetupWithManager(mgr ctrl.Manager, opts Options) error {
 	if opts.Clock == nil {
 		opts.Clock = clock.RealClock{}
 	}
-	ctx := context.Background()
-	indexer := mgr.GetFieldIndexer()
-	if err := indexer.IndexField(ctx, &keycapv1alpha1.ApiKey{}, indexSecretName, func(o client.Object) []string {
-		a := o.(*keycapv1alpha1.ApiKey)
-		return []string{secretName(a, &a.Spec.CredentialSpec)}
-	}); err != nil {
-		return fmt.Errorf("indexing ApiKeys by Secret: %w", err)
-	}
-	if err := indexer.IndexField(ctx, &keycapv1alpha1.AgentKey{}, indexSecretName, func(o client.Object) []string {
-		a := o.(*keycapv1alpha1.AgentKey)
-		return []string{secretName(a, &a.Spec.CredentialSpec)}
-	}); err != nil {
-		return fmt.Errorf("indexing AgentKeys by Secret: %w", err)
-	}
-	if err := indexer.IndexField(ctx, &keycapv1alpha1.AgentKey{}, indexAgentKeyParent, func(o client.Object) []string {
-		return []string{o.(*keycapv1alpha1.AgentKey).Spec.APIKeyRef.Name}
-	}); err != nil {
-		return fmt.Errorf("indexing AgentKeys by parent: %w", err)
-	}
-
-	apiKeys := &ApiKeyReconciler{credentialReconciler: newCredentialReconciler(mgr, opts, KindApiKey)}
-	if err := ctrl.NewControllerManagedBy(mgr).
-		Named("apikey").
-		For(&keycapv1alpha1.ApiKey{}, builder.WithPredicates(ignoreLastUsedAt)).
-		Owns(&corev1.Secret{}).
-		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(
-			apiKeys.credentialsUsingSecret(func() client.ObjectList { return &keycapv1alpha1.ApiKeyList{} }))).
-		WithOptions(controllerOptions(opts, &apiKeys.credentialReconciler)).
-		Complete(apiKeys); err != nil {
-		return fmt.Errorf("setting up the ApiKey controller: %w", err)
-	}
-
-	agentKeys := &AgentKeyReconciler{credentialReconciler: newCredentialReconciler(mgr, opts, KindAgentKey)}
-	if err := ctrl.NewControllerManagedBy(mgr).
-		Named("agentkey").
-		For(&keycapv1alpha1.AgentKey{}, builder.WithPredicates(ignoreLastUsedAt)).
-		Owns(&corev1.Secret{}).
-		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(
-			agentKeys.credentialsUsingSecret(func() client.ObjectList { return &keycapv1alpha1.AgentKeyList{} }))).
-		Watches(&keycapv1alpha1.ApiKey{}, handler.EnqueueRequestsFromMapFunc(agentKeys.agentKeysOf),
-			builder.WithPredicates(ignoreLastUsedAt)).
-		WithOptions(controllerOptions(opts, &agentKeys.credentialReconciler)).
-		Complete(agentKeys); err != nil {
-		return fmt.Errorf("setting up the AgentKey controller: %w", err)
-	}
-	if _, err := setupSigningKinds(mgr, opts); err != nil {
+	if err := registry.AddFieldIndexes(context.Background(), mgr.GetFieldIndexer()); err != nil {
 		return err
 	}
-	return SetupRoutePolicyWithManager(mgr)
-}
-
-// newCredentialReconciler returns the shared part of a reconciler for kind.
-func newCredentialReconciler(mgr ctrl.Manager, opts Options, kind string) credentialReconciler {
-	return credentialReconciler{
-		Client:    mgr.GetClient(),
-		APIReader: mgr.GetAPIReader(),
-		Scheme:    mgr.GetScheme(),
-		Recorder:  mgr.GetEventRecorder(EventRecorderName),
+	keySet := signing.NewManager(mgr.GetClient(), mgr.GetAPIReader(), signing.Options{
+		Namespace: opts.OperatorNamespace,
+		Issuer:    opts.Issuer,
 		Clock:     opts.Clock,
-		Kind:      kind,
+	})
+	if err := mgr.Add(keySet); err != nil {
+		return fmt.Errorf("adding the signing key set: %w", err)
 	}
+	deps := issuerDeps{keys: keySet, clock: opts.Clock}
+
+	for _, kind := range registry.Kinds() {
+		newIssuer, ok := issuers[kind.Name]
+		if !ok {
+			return fmt.Errorf("the registry kind %s has no issuer in controllers", kind.Name)
+		}
+		base := &credentialReconciler{
+			Client:    mgr.GetClient(),
+			APIReader: mgr.GetAPIReader(),
+			Scheme:    mgr.GetScheme(),
+			Recorder:  mgr.GetEventRecorder(EventRecorderName),
+			Clock:     opts.Clock,
+			Kind:      kind.Name,
+		}
+		r := &kindReconciler{credentialReconciler: base, kind: kind, issuer: newIssuer(base, deps)}
+		b := ctrl.NewControllerManagedBy(mgr).
+			Named(strings.ToLower(kind.Name)).
+			For(kind.New(), builder.WithPredicates(ignoreLastUsedAt)).
+			Owns(&corev1.Secret{}).
+			Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.credentialsUsingSecret))
+		if kind.FoundByDigest {
+			// A credential holding a digest another one holds too: see duplicates.go.
+			for _, other := range registry.Kinds() {
+				if other.FoundByDigest {
+					b = b.Watches(other.New(), handler.EnqueueRequestsFromMapFunc(r.credentialsSharingDigests),
+						builder.WithPredicates(ignoreLastUsedAt))
+				}
+			}
+		}
+		if w, ok := r.issuer.(watcher); ok {
+			b = w.watch(b)
+		}
+		if err := b.WithOptions(controllerOptions(opts, base)).Complete(r); err != nil {
+			return fmt.Errorf("setting up the %s controller: %w", kind.Name, err)
+		}
+	}
+	return SetupRoutePolicyWithManager(mgr)
 }
 
 // controllerOptions are the options of the controller of r: with an injected clock other than the
@@ -127,25 +129,18 @@ func controllerOptions(opts Options, r *credentialReconciler) controller.Options
 	}
 }
 
-// credentialsUsingSecret maps a Secret to the credentials (listed with newList, indexed by
-// indexSecretName) whose Secret has its name.
-func (r *credentialReconciler) credentialsUsingSecret(newList func() client.ObjectList) handler.MapFunc {
-	return func(ctx context.Context, secret client.Object) []reconcile.Request {
-		list := newList()
-		if err := r.List(ctx, list, client.InNamespace(secret.GetNamespace()), client.MatchingFields{indexSecretName: secret.GetName()}); err != nil {
-			logf.FromContext(ctx).Error(err, "listing credentials by Secret", "kind", r.Kind)
-			return nil
-		}
-		items, err := meta.ExtractList(list)
-		if err != nil {
-			return nil
-		}
-		reqs := make([]reconcile.Request, 0, len(items))
-		for _, item := range items {
-			if o, ok := item.(client.Object); ok {
-				reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: o.GetName()}})
-			}
-		}
-		return reqs
+// credentialsUsingSecret maps a Secret to the credentials of this kind whose Secret has its name
+// (registry.IndexSecretName), so that a Secret event reaches the credential that wants that name
+// even when keycap does not own the Secret (a SecretConflict resolves once it is deleted).
+func (r *kindReconciler) credentialsUsingSecret(ctx context.Context, secret client.Object) []reconcile.Request {
+	list := r.kind.NewList()
+	if err := r.List(ctx, list, client.InNamespace(secret.GetNamespace()), client.MatchingFields{registry.IndexSecretName: secret.GetName()}); err != nil {
+		logf.FromContext(ctx).Error(err, "listing credentials by Secret", "kind", r.Kind)
+		return nil
 	}
+	var reqs []reconcile.Request
+	for _, c := range list.Credentials() {
+		reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: c.GetNamespace(), Name: c.GetName()}})
+	}
+	return reqs
 }

@@ -77,9 +77,12 @@ func zapLevel() zapcore.Level {
 
 // startManager starts the real manager with the controllers and the fake clock.
 func startManager() (stop func(), err error) {
-	return testenv.StartManager(cfg, func(mgr ctrl.Manager) error {
-		return SetupWithManager(mgr, Options{Clock: fakeClock, OperatorNamespace: "keycap-system"})
-	})
+	return startManagerWith(Options{Clock: fakeClock, OperatorNamespace: "keycap-system"})
+}
+
+// startManagerWith starts the real manager with the controllers and opts.
+func startManagerWith(opts Options) (stop func(), err error) {
+	return testenv.StartManager(cfg, func(mgr ctrl.Manager) error { return SetupWithManager(mgr, opts) })
 }
 
 // newNamespace creates a namespace of its own for a test.
@@ -92,6 +95,12 @@ func newNamespace(t *testing.T) string {
 	return ns.Name
 }
 
+// failureReasons are the Ready reasons of a failed reconcile, which leaves observedGeneration.
+var failureReasons = map[string]bool{
+	keycapv1alpha1.ReasonSecretConflict: true, keycapv1alpha1.ReasonError: true, keycapv1alpha1.ReasonInvalidSpec: true,
+	keycapv1alpha1.ReasonDuplicateKey: true, keycapv1alpha1.ReasonSigningKeyUnavailable: true,
+}
+
 // getReady waits until obj (name and namespace set) has a Ready condition with reason for its
 // current generation and observedGeneration caught up, and returns it fresh in obj.
 func getReady(t *testing.T, g *gomega.WithT, obj client.Object, reason string) {
@@ -99,12 +108,12 @@ func getReady(t *testing.T, g *gomega.WithT, obj client.Object, reason string) {
 	key := client.ObjectKeyFromObject(obj)
 	g.Eventually(func(g gomega.Gomega) {
 		g.Expect(k8sClient.Get(context.Background(), key, obj)).To(gomega.Succeed())
-		status := credentialStatus(obj)
+		status := obj.(keycapv1alpha1.Credential).GetCredentialStatus()
 		cond := meta.FindStatusCondition(status.Conditions, keycapv1alpha1.ConditionReady)
 		g.Expect(cond).NotTo(gomega.BeNil())
 		g.Expect(cond.Reason).To(gomega.Equal(reason), "Ready message: %s", cond.Message)
 		g.Expect(cond.ObservedGeneration).To(gomega.Equal(obj.GetGeneration()))
-		if reason != keycapv1alpha1.ReasonSecretConflict && reason != keycapv1alpha1.ReasonError && reason != keycapv1alpha1.ReasonInvalidSpec {
+		if !failureReasons[reason] {
 			g.Expect(status.ObservedGeneration).To(gomega.Equal(obj.GetGeneration()))
 		}
 	}).WithTimeout(reconcileTimeout).Should(gomega.Succeed())
@@ -122,15 +131,7 @@ func getSecret(g gomega.Gomega, namespace, name string) *corev1.Secret {
 func touchSpec(t *testing.T, obj client.Object) {
 	t.Helper()
 	patch := client.MergeFrom(obj.DeepCopyObject().(client.Object))
-	description := fmt.Sprintf("touched %d", time.Now().UnixNano())
-	switch o := obj.(type) {
-	case *keycapv1alpha1.ApiKey:
-		o.Spec.Description = description
-	case *keycapv1alpha1.AgentKey:
-		o.Spec.Description = description
-	default:
-		t.Fatalf("touchSpec: %T", obj)
-	}
+	obj.(keycapv1alpha1.Credential).GetCredentialSpec().Description = fmt.Sprintf("touched %d", time.Now().UnixNano())
 	if err := k8sClient.Patch(context.Background(), obj, patch); err != nil {
 		t.Fatal(err)
 	}

@@ -28,6 +28,9 @@ const (
 	// creates raced past the webhook's uniqueness check). The oldest object keeps the key; this
 	// one is refused by the data plane until it gets a key of its own.
 	ReasonDuplicateKey = "DuplicateKey"
+	// ReasonNamespaceTerminating: the credential's namespace is being deleted and its Secret is
+	// gone; keycap does not write it again, and the key it held is no longer valid.
+	ReasonNamespaceTerminating = "NamespaceTerminating"
 	// ReasonError: an unexpected error; the controller retries with backoff.
 	ReasonError = "Error"
 )
