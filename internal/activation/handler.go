@@ -38,8 +38,6 @@ const Path = "/api/commercial/activate"
 
 // Limits of a request.
 const (
-	maxBodyBytes      = 4 << 10
-	maxInstanceIDLen  = 253
 	maxWriteAttempts  = 64
 	conflictBackoffMS = 20
 )
@@ -138,10 +136,6 @@ func (a *Activator) Activate(ctx context.Context, licenseKey, instanceID string,
 	return Result{}, ReasonBusy, errors.New("too many concurrent writes to the License")
 }
 
-type activateRequest struct {
-	Reset bool `json:"reset"`
-}
-
 // ActivatedBody is the body of a successful activation.
 type ActivatedBody struct {
 	Message string `json:"message"`
@@ -167,28 +161,17 @@ func (a *Activator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusMethodNotAllowed, wire.ErrorBody{Error: wire.ErrorDetail{Code: wire.ErrorCode(http.StatusMethodNotAllowed), Message: "Use POST", Reason: string(ReasonBadRequest)}})
 		return
 	}
-	licenseKey, instanceID := r.Header.Get(wire.HeaderLicenseKey), r.Header.Get(wire.HeaderInstanceID)
-	if licenseKey == "" || instanceID == "" {
-		a.refuse(w, ReasonBadRequest, "The licensekey and instanceid headers are required")
+	body, err := io.ReadAll(io.LimitReader(r.Body, wire.MaxActivationBody+1))
+	if err != nil {
+		a.refuse(w, ReasonBadRequest, wire.ErrActivationBody.Message)
 		return
 	}
-	if len(instanceID) > maxInstanceIDLen || !printable(instanceID) {
-		a.refuse(w, ReasonBadRequest, "The instanceid header must be at most 253 printable characters")
+	req, err := wire.ParseActivation(r.Header, body)
+	if err != nil {
+		a.refuse(w, ReasonBadRequest, err.Error())
 		return
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, maxBodyBytes+1))
-	if err != nil || len(body) > maxBodyBytes {
-		a.refuse(w, ReasonBadRequest, "The body must be a small JSON object")
-		return
-	}
-	var req activateRequest
-	if len(body) > 0 {
-		if err := json.Unmarshal(body, &req); err != nil {
-			a.refuse(w, ReasonBadRequest, `The body must be JSON, e.g. {"reset": false}`)
-			return
-		}
-	}
-	res, reason, err := a.Activate(r.Context(), licenseKey, instanceID, req.Reset)
+	res, reason, err := a.Activate(r.Context(), req.LicenseKey, req.InstanceID, req.Reset)
 	if err != nil {
 		// Never the key: only the licence's name, which the finder returned.
 		log.FromContext(r.Context()).Error(err, "licence activation failed", "license", res.License)
@@ -222,13 +205,4 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
 	_, _ = w.Write(b)
-}
-
-func printable(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] < 0x21 || s[i] > 0x7e {
-			return false
-		}
-	}
-	return true
 }

@@ -25,6 +25,13 @@ const (
 	HeaderSubject = "x-keycap-subject"
 	// HeaderEntitlements is a licence's entitlements, comma-separated.
 	HeaderEntitlements = "x-keycap-entitlements"
+	// HeaderAuthMethod is "session" when the SSO session cookie authenticated the request.
+	HeaderAuthMethod = "x-keycap-auth-method"
+	// HeaderUpstreamCookie carries, on an allowed forward-auth answer to a request the session
+	// cookie authenticated, the request's Cookie header without keycap's cookie, for proxies that
+	// can replace the upstream Cookie from the answer (nginx: auth_request_set +
+	// proxy_set_header Cookie).
+	HeaderUpstreamCookie = "x-keycap-cookie"
 	// HeaderLicenseKey and HeaderInstanceID carry a licence on a request and on activation.
 	HeaderLicenseKey = "licensekey"
 	HeaderInstanceID = "instanceid"

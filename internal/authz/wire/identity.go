@@ -10,6 +10,8 @@ const (
 	FieldParent
 	FieldSubject
 	FieldEntitlements
+	// FieldAuthMethod is set on answers to a request the session cookie authenticated.
+	FieldAuthMethod
 	fieldSets = 1 << iota
 )
 
@@ -19,6 +21,8 @@ const (
 type Identity struct {
 	Kind, Namespace, Name, KeyID, Scopes string
 	Agent, Parent, Subject, Entitlements string
+	// AuthMethod is AuthMethodSession for a request the session cookie authenticated.
+	AuthMethod string
 	// Fields says which optional fields this credential's kind sets.
 	Fields Field
 }
@@ -31,13 +35,17 @@ type identityHeader struct {
 }
 
 // IdentityHeaderCount is the number of identity headers.
-const IdentityHeaderCount = 9
+const IdentityHeaderCount = 10
+
+// AuthMethodSession is the x-keycap-auth-method of a request the session cookie authenticated.
+const AuthMethodSession = "session"
 
 // identityHeaders are every identity header, the five every answer sets first.
 var identityHeaders = [IdentityHeaderCount]identityHeader{
 	{Name: HeaderKind}, {Name: HeaderNamespace}, {Name: HeaderName}, {Name: HeaderKeyID}, {Name: HeaderScopes},
 	{Name: HeaderAgent, Field: FieldAgent}, {Name: HeaderParent, Field: FieldParent},
 	{Name: HeaderSubject, Field: FieldSubject}, {Name: HeaderEntitlements, Field: FieldEntitlements},
+	{Name: HeaderAuthMethod, Field: FieldAuthMethod},
 }
 
 func init() {
@@ -74,6 +82,8 @@ func (id *Identity) Value(i int) string {
 		return id.Subject
 	case 8:
 		return id.Entitlements
+	case 9:
+		return id.AuthMethod
 	}
 	return ""
 }

@@ -47,6 +47,20 @@ const (
 	ReasonMissingEntitlement
 	// ReasonRevoked: an AppToken token issued before the AppToken's status.tokensNotBefore.
 	ReasonRevoked
+	// Sessions (the SSO cookie). ReasonSessionInvalid: the cookie does not open (forged,
+	// truncated, sealed with an unknown key, repeated with different values).
+	ReasonSessionInvalid
+	// ReasonSessionEnded: the cookie opened, but its credential has ended its sessions (log out
+	// everywhere, rotation with endOnRotation, an object of the same name created since).
+	ReasonSessionEnded
+	// ReasonCSRF: an unsafe method authenticated only by the cookie, without same-site evidence.
+	ReasonCSRF
+	// RoutePolicies. ReasonRouteUnknown: the trusted source does not state the original host,
+	// path and method, and a RoutePolicy may apply to the request.
+	ReasonRouteUnknown
+	// ReasonAmbiguousPath: the request's path reads differently to different upstreams (an
+	// encoded slash, backslash or percent sign, ...) on a host a RoutePolicy holds.
+	ReasonAmbiguousPath
 	// ReasonCount is the number of reasons (for tables indexed by reason).
 	ReasonCount
 )
@@ -75,6 +89,11 @@ var reasonCodes = [ReasonCount]string{
 	ReasonTooManyInstances:    "TOO_MANY_INSTANCES",
 	ReasonMissingEntitlement:  "MISSING_ENTITLEMENT",
 	ReasonRevoked:             "REVOKED",
+	ReasonSessionInvalid:      "SESSION_INVALID",
+	ReasonSessionEnded:        "SESSION_ENDED",
+	ReasonCSRF:                "CSRF",
+	ReasonRouteUnknown:        "ROUTE_UNKNOWN",
+	ReasonAmbiguousPath:       "AMBIGUOUS_PATH",
 }
 
 // String returns the reason's code, e.g. "NOT_FOUND".
@@ -94,7 +113,7 @@ func (r Reason) HTTPStatus() int {
 	case ReasonOK:
 		return statusOK
 	case ReasonInsufficientScope, ReasonWrongNamespace, ReasonNotActivated, ReasonTooManyInstances,
-		ReasonMissingEntitlement:
+		ReasonMissingEntitlement, ReasonCSRF, ReasonRouteUnknown, ReasonAmbiguousPath:
 		return statusForbidden
 	case ReasonNotReady:
 		return statusServiceUnavailable
@@ -129,6 +148,11 @@ var reasonMessages = [ReasonCount]string{
 	ReasonTooManyInstances:    "Too many active instances for this license",
 	ReasonMissingEntitlement:  "License lacks a required entitlement",
 	ReasonRevoked:             "Invalid or expired token",
+	ReasonSessionInvalid:      "Invalid or expired session",
+	ReasonSessionEnded:        "Invalid or expired session",
+	ReasonCSRF:                "Cross-site request refused",
+	ReasonRouteUnknown:        "Route of the request unknown",
+	ReasonAmbiguousPath:       "Ambiguous request path",
 }
 
 // ErrorBody is the JSON body of every denial and refusal the data plane answers (checks and

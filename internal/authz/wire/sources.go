@@ -3,6 +3,8 @@ package wire
 import (
 	"strings"
 	"sync/atomic"
+
+	"github.com/keycap-dev/keycap/internal/session"
 )
 
 // MaxCredentialLength bounds a presented opaque credential. keycap's own keys are at most 54
@@ -24,13 +26,16 @@ const MaxKeyHeaders = 16
 var DefaultExtraKeyHeaders = []string{"X-CapData-Token"}
 
 // Sources are the configured credential sources of a request: the key headers (x-api-key,
-// Authorization: Bearer, the extra headers) and the licence headers. (The SSO session cookie is
-// the next source; a credential header in the same request wins over it.)
+// Authorization: Bearer, the extra headers), the licence headers and the SSO session cookie (a
+// credential header or a licence in the same request wins over the cookie).
 type Sources struct {
 	// names are the lowercase key headers in order: x-api-key, authorization, extras.
 	names []string
 	// canonical are the same names in http.Header's canonical form.
 	canonical []string
+
+	// sessionOrigins are the Origins that count as same-site evidence for the CSRF rule.
+	sessionOrigins []string
 
 	// remove[fields] holds, once computed, the remove-lists of answers whose identity sets
 	// fields: [licence headers used][key headers used, the first eight].
@@ -68,6 +73,10 @@ func NewSources(extra []string) *Sources {
 	return s
 }
 
+// SetSessionOrigins sets the Origins (exact "scheme://host[:port]") that count as same-site
+// evidence for a request only the session cookie authenticates. Call it before serving.
+func (s *Sources) SetSessionOrigins(origins []string) { s.sessionOrigins = origins }
+
 // Names returns the lowercase key header names, in the order a Form indexes them.
 func (s *Sources) Names() []string { return s.names }
 
@@ -82,6 +91,28 @@ type Form struct {
 	v      [MaxKeyHeaders][]string
 
 	license, instance single
+
+	// cookies are the Cookie header's values; cookieOne is the one value of a CheckRequest's
+	// headers map, when hasCookieOne is set.
+	cookies      []string
+	cookieOne    string
+	hasCookieOne bool
+
+	// What the CSRF rule reads of the original request when only the cookie authenticates it:
+	// whether its method (any the proxy states) is unsafe, its Sec-Fetch-Site and its Origin.
+	unsafeMethod         bool
+	secFetchSite, origin string
+}
+
+// SetOrigin records what the CSRF rule needs of the original request: its method(s) as the
+// transport knows them (any unsafe one makes the request unsafe), Sec-Fetch-Site and Origin.
+func (f *Form) SetOrigin(secFetchSite, origin string, methods ...string) {
+	f.secFetchSite, f.origin = secFetchSite, origin
+	for _, m := range methods {
+		if m != "" && !session.SafeMethod(m) {
+			f.unsafeMethod = true
+		}
+	}
 }
 
 // single is a header that must have one value: repeated with different values it conflicts.
@@ -112,6 +143,51 @@ func (f *Form) AddLicenseKey(v string) { f.license.add(v) }
 // AddInstanceID adds a value of the instanceid header.
 func (f *Form) AddInstanceID(v string) { f.instance.add(v) }
 
+// SetCookie sets the Cookie header's value from a map holding one value per header.
+func (f *Form) SetCookie(v string) { f.cookieOne, f.hasCookieOne = v, true }
+
+// AddCookie appends a value of the Cookie header.
+func (f *Form) AddCookie(v string) { f.cookies = append(f.cookies, v) }
+
+// sessionCookie returns keycap's session cookie among the Cookie header values (see
+// session.FromCookieHeaders).
+func (f *Form) sessionCookie() (value string, found, ok bool) {
+	one := [1]string{f.cookieOne}
+	if f.hasCookieOne {
+		value, found, ok = session.FromCookieHeaders(one[:])
+		if !ok {
+			return "", true, false
+		}
+	}
+	v, found2, ok := session.FromCookieHeaders(f.cookies)
+	switch {
+	case !ok || found && found2 && v != value:
+		return "", true, false
+	case found2:
+		value, found = v, true
+	}
+	return value, found, true
+}
+
+// CookieHeader returns the request's Cookie header as one value (several are joined with "; ",
+// as RFC 9113 §8.2.3 joins them).
+func (f *Form) CookieHeader() string {
+	switch {
+	case f.hasCookieOne && len(f.cookies) == 0:
+		return f.cookieOne
+	case !f.hasCookieOne && len(f.cookies) == 1:
+		return f.cookies[0]
+	}
+	parts := f.cookies
+	if f.hasCookieOne {
+		parts = append([]string{f.cookieOne}, parts...)
+	}
+	return strings.Join(parts, "; ")
+}
+
+// HasCookie reports whether the request has a Cookie header at all.
+func (f *Form) HasCookie() bool { return f.hasCookieOne || len(f.cookies) > 0 }
+
 // count returns how many values key header i has.
 func (f *Form) count(i int) int {
 	return len(f.v[i]) + int(f.hasOne>>uint(i)&1)
@@ -131,7 +207,11 @@ func (f *Form) value(i, j int) string {
 var (
 	canonicalLicenseKey = Canonical(HeaderLicenseKey)
 	canonicalInstanceID = Canonical(HeaderInstanceID)
+	canonicalCookie     = Canonical(HeaderCookie)
 )
+
+// HeaderCookie is the request header the session cookie comes in.
+const HeaderCookie = "cookie"
 
 // FromHTTP reads the credential sources of an http.Header (canonical names; nginx auth_request,
 // Traefik forwardAuth, Envoy HTTP ext_authz), every value of repeated headers included.
@@ -145,6 +225,7 @@ func (s *Sources) FromHTTP(h map[string][]string, f *Form) {
 	for _, v := range h[canonicalInstanceID] {
 		f.instance.add(v)
 	}
+	f.cookies = h[canonicalCookie]
 }
 
 // Presented is the credential a request carries, from one source.
@@ -159,6 +240,12 @@ type Presented struct {
 	// LicenseConflict and InstanceConflict are set when a licence header was repeated with
 	// different values: the licence or the instance is then not usable.
 	LicenseConflict, InstanceConflict bool
+	// Session is set when Key is the value of keycap's session cookie: the request has no other
+	// credential.
+	Session bool
+	// CrossSite is set for a session when the request's method is unsafe and it carries no
+	// same-site evidence (session.SameSiteEvidence): the CSRF rule refuses it.
+	CrossSite bool
 }
 
 // Extract returns the single credential in the request, or the reason there is none usable:
@@ -211,7 +298,16 @@ func (s *Sources) Extract(f *Form) (Presented, Reason) {
 		}, ReasonOK
 	}
 	if p.Key == "" {
-		return Presented{}, ReasonMissing
+		// The session cookie is the last source: any credential header or licence wins over it.
+		v, found, ok := f.sessionCookie()
+		switch {
+		case !found:
+			return Presented{}, ReasonMissing
+		case !ok || v == "" || len(v) > session.MaxValueLength:
+			return Presented{Session: true}, ReasonSessionInvalid
+		}
+		crossSite := f.unsafeMethod && !session.SameSiteEvidence(f.secFetchSite, f.origin, s.sessionOrigins)
+		return Presented{Key: v, Session: true, CrossSite: crossSite}, ReasonOK
 	}
 	return p, ReasonOK
 }

@@ -96,12 +96,44 @@ func TestRemoval(t *testing.T) {
 	g := gomega.NewWithT(t)
 	s := NewSources(DefaultExtraKeyHeaders)
 	p, _ := extractHTTP(s, map[string][]string{"X-Api-Key": {key}, "Authorization": {"Bearer " + key}})
-	g.Expect(s.Removal(&p, 0).Headers).To(gomega.ConsistOf("x-api-key", "authorization", HeaderAgent, HeaderParent, HeaderSubject, HeaderEntitlements))
-	g.Expect(s.Removal(&p, FieldAgent|FieldParent).Headers).To(gomega.ConsistOf("x-api-key", "authorization", HeaderSubject, HeaderEntitlements))
+	g.Expect(s.Removal(&p, 0).Headers).To(gomega.ConsistOf("x-api-key", "authorization", HeaderAgent, HeaderParent, HeaderSubject, HeaderEntitlements, HeaderAuthMethod))
+	g.Expect(s.Removal(&p, FieldAgent|FieldParent).Headers).To(gomega.ConsistOf("x-api-key", "authorization", HeaderSubject, HeaderEntitlements, HeaderAuthMethod))
 	lic := Presented{Key: key, License: true}
 	r := s.Removal(&lic, FieldEntitlements)
-	g.Expect(r.Headers).To(gomega.ConsistOf(HeaderLicenseKey, HeaderAgent, HeaderParent, HeaderSubject))
+	g.Expect(r.Headers).To(gomega.ConsistOf(HeaderLicenseKey, HeaderAgent, HeaderParent, HeaderSubject, HeaderAuthMethod))
+	sess := Presented{Key: "cookie", Session: true}
+	g.Expect(s.Removal(&sess, FieldAuthMethod).Headers).To(gomega.ConsistOf(HeaderAgent, HeaderParent, HeaderSubject, HeaderEntitlements),
+		"a session removes no credential header (the cookie is rewritten, not removed)")
 	g.Expect(r.Joined).To(gomega.Equal(strings.Join(r.Headers, ",")))
+}
+
+func TestSessionCookieIsTheLastSource(t *testing.T) {
+	s := NewSources(DefaultExtraKeyHeaders)
+	for name, tc := range map[string]struct {
+		h      map[string][]string
+		want   Presented
+		reason Reason
+	}{
+		"the cookie alone":                  {map[string][]string{"Cookie": {"a=1; keycap_session=abc"}}, Presented{Key: "abc", Session: true}, ReasonOK},
+		"a key header wins over the cookie": {map[string][]string{"Cookie": {"keycap_session=abc"}, "X-Api-Key": {key}}, Presented{Key: key, From: 1}, ReasonOK},
+		"other cookies only":                {map[string][]string{"Cookie": {"a=1"}}, Presented{}, ReasonMissing},
+		"the cookie twice, different":       {map[string][]string{"Cookie": {"keycap_session=a", "keycap_session=b"}}, Presented{Session: true}, ReasonSessionInvalid},
+		"an empty cookie":                   {map[string][]string{"Cookie": {"keycap_session="}}, Presented{Session: true}, ReasonSessionInvalid},
+	} {
+		t.Run(name, func(t *testing.T) {
+			g := gomega.NewWithT(t)
+			p, reason := extractHTTP(s, tc.h)
+			g.Expect(reason).To(gomega.Equal(tc.reason))
+			g.Expect(p).To(gomega.Equal(tc.want))
+		})
+	}
+	var f Form
+	f.SetCookie("a=1; keycap_session=abc")
+	f.AddCookie("keycap_session=abc")
+	p, reason := s.Extract(&f)
+	if reason != ReasonOK || p.Key != "abc" || f.CookieHeader() != "a=1; keycap_session=abc; keycap_session=abc" {
+		t.Fatalf("gRPC headers map and header_map: %v %+v %q", reason, p, f.CookieHeader())
+	}
 }
 
 // FuzzExtract feeds arbitrary header values to credential extraction, as HTTP headers and as
