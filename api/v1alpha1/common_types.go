@@ -78,10 +78,6 @@ type OpaqueKeySpec struct {
 	// +optional
 	// +kubebuilder:validation:Pattern=`^sha256:[0-9a-f]{64}$`
 	KeyHash string `json:"keyHash,omitempty"`
-}
-
-// RotationPolicy describes scheduled key rotation.
-// +kubebuilder:validation:XValidation:rule="!has(self.gracePeriod) || duration(self.gracePeriod) < duration(self.every)",message="gracePeriod must be shorter than every"
 
 	// sessions governs the browser sessions (SSO cookies) logged in with this key.
 	// +optional
@@ -106,6 +102,10 @@ type SessionPolicy struct {
 	// By default rotation keeps sessions.
 	// +optional
 	EndOnRotation bool `json:"endOnRotation,omitempty"`
+}
+
+// RotationPolicy describes scheduled key rotation.
+// +kubebuilder:validation:XValidation:rule="!has(self.gracePeriod) || duration(self.gracePeriod) < duration(self.every)",message="gracePeriod must be shorter than every"
 type RotationPolicy struct {
 	// every is the interval between rotations, e.g. "720h". At least one minute.
 	// +required
