@@ -94,7 +94,7 @@ func main() {
 		"ValidatingWebhookConfiguration whose caBundle keycap manages (default "+webhook.ConfigurationName+"; with --local-control-plane "+localcluster.WebhookConfigurationName+").")
 	flag.StringVar(&o.webhookService, "webhook-service-name", webhook.DefaultServiceName, "Service in front of the webhook, in the operator's namespace; the serving certificate names it.")
 	flag.StringVar(&o.operatorUsernames, "operator-usernames", "",
-		"Comma-separated usernames besides its own that the webhook lets change keycap's Secrets: the controllers' service account when they run in another Deployment.")
+		"Comma-separated usernames of the operator: besides keycap's own identity, only they may create and change the Secrets keycap manages (default: the ServiceAccount system:serviceaccount:<operator-namespace>:"+webhook.OperatorServiceAccount+").")
 	flag.StringVar(&o.grpcAddr, "grpc-bind-address", ":9001", "Address of the ext_authz gRPC server.")
 	flag.StringVar(&o.issuer, "issuer", signing.DefaultIssuer,
 		"The iss of AppTokens: the controllers sign with it and the data plane requires it. With --local-control-plane the default is the HTTP port's own URL (http://127.0.0.1:9002), which serves the discovery document and the JWKS.")
@@ -163,7 +163,11 @@ func run(o options) error {
 				log.Error(err, "stopping the local control plane")
 			}
 		}()
-		cfg = cluster.Config
+		// keycap writes as its own identity, not as the person holding the admin kubeconfig, so
+		// the tamper guard tells them apart as it does in a cluster.
+		if cfg, err = cluster.OperatorConfig(); err != nil {
+			return fmt.Errorf("starting the local control plane: %w", err)
+		}
 		log.Info("local control plane running", "kubeconfig", cluster.KubeconfigPath)
 		if !o.issuerSet {
 			// Nothing on this machine resolves the in-cluster default; the HTTP port serves the

@@ -7,36 +7,29 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	keycapv1alpha1 "github.com/keycap-dev/keycap/api/v1alpha1"
 )
 
-// checkAgentKey validates an AgentKey on create (old nil) and update, against its parent ApiKey.
-func (v *validator) checkAgentKey(ctx context.Context, obj, old *keycapv1alpha1.AgentKey) error {
+// agentKeyRules are an AgentKey's own rules (old is nil on create), against its parent ApiKey.
+func (v *validator) agentKeyRules(ctx context.Context, obj, old *keycapv1alpha1.AgentKey) (field.ErrorList, admission.Warnings, error) {
 	creating := old == nil
+	// A name that cannot be an ApiKey's is refused before any lookup (a "ns/name" would otherwise
+	// reach the apiserver as a path).
+	errs := validateParentName(obj.Spec.APIKeyRef.Name, specPath.Child("apiKeyRef", "name"))
 	var parent *keycapv1alpha1.ApiKey
 	// The parent is needed on create, and on an update that changes the scopes; an update of an
 	// agent key whose parent is gone (disabling it, say) is not refused for that.
-	if creating || !slices.Equal(old.Spec.Scopes, obj.Spec.Scopes) {
+	if len(errs) == 0 && (creating || !slices.Equal(old.Spec.Scopes, obj.Spec.Scopes)) {
 		p, err := v.parent(ctx, obj)
 		if err != nil {
-			return apierrors.NewInternalError(err)
+			return nil, nil, apierrors.NewInternalError(err)
 		}
 		parent = p
 	}
-	errs := validateAgentKey(&obj.Spec, parent, creating, v.clock.Now(), v.policy, specPath)
-	errs = append(errs, validateNoPlaintext(&obj.ObjectMeta, &obj.Spec, specPath)...)
-	var oldKeyHash string
-	var oldSpec *keycapv1alpha1.CredentialSpec
-	if old != nil {
-		oldKeyHash, oldSpec = old.Spec.KeyHash, &old.Spec.CredentialSpec
-	}
-	self := credentialRef{Kind: "AgentKey", Namespace: obj.Namespace, Name: obj.Name}
-	u, err := v.uniqueness(ctx, self, &obj.Spec.CredentialSpec, oldSpec, obj.Spec.KeyHash, oldKeyHash)
-	if err != nil {
-		return err
-	}
-	return result("AgentKey", obj.Name, append(errs, u...))
+	return append(errs, validateAgentKey(&obj.Spec, parent, creating, v.clock.Now(), v.policy, specPath)...), nil, nil
 }
 
 // parent returns the AgentKey's parent ApiKey, or nil when it does not exist. It asks the cache

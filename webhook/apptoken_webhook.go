@@ -3,21 +3,13 @@ package webhook
 import (
 	"context"
 
+	"k8s.io/apimachinery/pkg/util/validation/field"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
 	keycapv1alpha1 "github.com/keycap-dev/keycap/api/v1alpha1"
 )
 
-// checkAppToken validates an AppToken on create (old nil) and update.
-func (v *validator) checkAppToken(ctx context.Context, obj, old *keycapv1alpha1.AppToken) error {
-	errs := validateAppToken(&obj.Spec, old == nil, v.clock.Now(), v.policy, specPath)
-	errs = append(errs, validateNoPlaintext(&obj.ObjectMeta, &obj.Spec, specPath)...)
-	self := credentialRef{Kind: "AppToken", Namespace: obj.Namespace, Name: obj.Name}
-	var oldSpec *keycapv1alpha1.CredentialSpec
-	if old != nil {
-		oldSpec = &old.Spec.CredentialSpec
-	}
-	u, err := v.uniqueness(ctx, self, &obj.Spec.CredentialSpec, oldSpec, "", "")
-	if err != nil {
-		return err
-	}
-	return result("AppToken", obj.Name, append(errs, u...))
+// appTokenRules are an AppToken's own rules (old is nil on create).
+func (v *validator) appTokenRules(_ context.Context, obj, old *keycapv1alpha1.AppToken) (field.ErrorList, admission.Warnings, error) {
+	return validateAppToken(&obj.Spec, old == nil, v.clock.Now(), v.policy, specPath), nil, nil
 }

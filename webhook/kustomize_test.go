@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -14,6 +15,8 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 
+	keycapv1alpha1 "github.com/keycap-dev/keycap/api/v1alpha1"
+	"github.com/keycap-dev/keycap/internal/registry"
 	"github.com/keycap-dev/keycap/internal/testenv"
 )
 
@@ -122,4 +125,29 @@ func TestKustomizeLayouts(t *testing.T) {
 		}
 		g.Expect(mounted).To(gomega.BeTrue(), "the Certificate's Secret %s is mounted at %s", secretName, certDir)
 	})
+}
+
+// TestEveryKindIsServedWhereTheManifestsCall: the webhook serves each registry kind at the path
+// the generated ValidatingWebhookConfiguration calls, so a kind added to the registry is
+// validated, and a path renamed on one side only is caught.
+func TestEveryKindIsServedWhereTheManifestsCall(t *testing.T) {
+	g := gomega.NewWithT(t)
+	manifests, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), "config", "webhook", "manifests.yaml"))
+	g.Expect(err).NotTo(gomega.HaveOccurred())
+	for _, k := range registry.Kinds() {
+		g.Expect(string(manifests)).To(gomega.ContainSubstring("path: "+validatePath(k)+"\n"), "kind %s", k.Name)
+	}
+	g.Expect(validatePath(mustKind(t, keycapv1alpha1.KindApiKey))).To(gomega.Equal(PathApiKey))
+	g.Expect(validatePath(mustKind(t, keycapv1alpha1.KindAgentKey))).To(gomega.Equal(PathAgentKey))
+	g.Expect(validatePath(mustKind(t, keycapv1alpha1.KindAppToken))).To(gomega.Equal(PathAppToken))
+	g.Expect(validatePath(mustKind(t, keycapv1alpha1.KindLicense))).To(gomega.Equal(PathLicense))
+}
+
+func mustKind(t *testing.T, name string) *registry.Kind {
+	t.Helper()
+	k, ok := registry.ByName(name)
+	if !ok {
+		t.Fatalf("no registry entry for %s", name)
+	}
+	return k
 }

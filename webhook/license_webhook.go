@@ -3,21 +3,13 @@ package webhook
 import (
 	"context"
 
+	"k8s.io/apimachinery/pkg/util/validation/field"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
 	keycapv1alpha1 "github.com/keycap-dev/keycap/api/v1alpha1"
 )
 
-// checkLicense validates a License on create (old nil) and update.
-func (v *validator) checkLicense(ctx context.Context, obj, old *keycapv1alpha1.License) error {
-	errs := validateLicense(&obj.Spec, old, v.clock.Now(), v.policy, specPath)
-	errs = append(errs, validateNoPlaintext(&obj.ObjectMeta, &obj.Spec, specPath)...)
-	self := credentialRef{Kind: "License", Namespace: obj.Namespace, Name: obj.Name}
-	var oldSpec *keycapv1alpha1.CredentialSpec
-	if old != nil {
-		oldSpec = &old.Spec.CredentialSpec
-	}
-	u, err := v.uniqueness(ctx, self, &obj.Spec.CredentialSpec, oldSpec, "", "")
-	if err != nil {
-		return err
-	}
-	return result("License", obj.Name, append(errs, u...))
+// licenseRules are a License's own rules (old is nil on create).
+func (v *validator) licenseRules(_ context.Context, obj, old *keycapv1alpha1.License) (field.ErrorList, admission.Warnings, error) {
+	return validateLicense(&obj.Spec, old, v.clock.Now(), v.policy, specPath), nil, nil
 }

@@ -90,6 +90,14 @@ func TestInvalidSamples(t *testing.T) {
 			g := gomega.NewWithT(t)
 			want := readSample(t, file)
 			run := kubectlRunner(t, newNamespace(t))
+			// Namespaces are never finalized here (no namespace controller), so whatever a sample
+			// created would hold its key digest for the next run (-count=2): delete it.
+			t.Cleanup(func() {
+				_, _ = run("", "delete", "--ignore-not-found", "--wait=false", "-f", file)
+				if want.setup != "" {
+					_, _ = run(want.setup, "delete", "--ignore-not-found", "--wait=false", "-f", "-")
+				}
+			})
 			if want.setup != "" {
 				out, err := run(want.setup, "apply", "-f", "-")
 				g.Expect(err).NotTo(gomega.HaveOccurred(), "setup documents: %s", out)

@@ -19,8 +19,9 @@ import (
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
-	keycapv1alpha1 "github.com/keycap-dev/keycap/api/v1alpha1"
+	"github.com/keycap-dev/keycap/internal/registry"
 	"github.com/keycap-dev/keycap/internal/webhookcert"
 )
 
@@ -49,11 +50,12 @@ type Options struct {
 	// ServiceName is the Service in front of the webhook, in OperatorNamespace; the serving
 	// certificate names it. Defaults to DefaultServiceName.
 	ServiceName string
-	// OperatorUsernames may change the Secrets keycap manages, in addition to the identity this
-	// process runs as (learnt from a SelfSubjectReview at setup). Set it when the controllers run
-	// in another Deployment than the webhook. With managed certificates they also replace the
-	// service account in the tamper guard's not-the-operator matchCondition, so the apiserver
-	// never calls the webhook for the operator's own writes.
+	// OperatorUsernames are the operator's identities: they may create and change the Secrets
+	// keycap manages, in addition to the identity this process runs as (learnt from a
+	// SelfSubjectReview at setup). Empty means the operator's in-cluster ServiceAccount,
+	// OperatorServiceAccountUsername(OperatorNamespace). With managed certificates they also
+	// replace the service account in the tamper guard's not-the-operator matchCondition, so the
+	// apiserver never calls the webhook for the operator's own writes.
 	OperatorUsernames []string
 	// Certificates tunes the managed certificates (lifetimes, renew windows); its Namespace,
 	// ConfigurationName, names and Clock are filled in from the fields above.
@@ -93,30 +95,35 @@ func Setup(mgr ctrl.Manager, opts Options) (*Webhook, error) {
 		opts.ServiceName = DefaultServiceName
 	}
 	ctx := context.Background()
-	if err := setupIndexes(ctx, mgr); err != nil {
+	if err := registry.AddFieldIndexes(ctx, mgr.GetFieldIndexer()); err != nil {
 		return nil, err
 	}
 
 	v := &validator{reader: mgr.GetCache(), apiReader: mgr.GetAPIReader(), clock: opts.Clock, policy: opts.Policy}
-	if err := ctrl.NewWebhookManagedBy(mgr, &keycapv1alpha1.ApiKey{}).WithValidator(newApiKeyValidator(v)).Complete(); err != nil {
-		return nil, err
+	rules := v.kindRules()
+	for _, k := range registry.Kinds() {
+		r, ok := rules[k.Name]
+		if !ok {
+			return nil, fmt.Errorf("webhook: no validation rules for kind %s", k.Name)
+		}
+		mgr.GetWebhookServer().Register(validatePath(k), &ctrlwebhook.Admission{
+			Handler: &credentialWebhook{kind: k, rules: r, v: v, decoder: admission.NewDecoder(mgr.GetScheme())},
+		})
 	}
-	if err := ctrl.NewWebhookManagedBy(mgr, &keycapv1alpha1.AgentKey{}).WithValidator(kindValidator[*keycapv1alpha1.AgentKey]{v.checkAgentKey}).Complete(); err != nil {
-		return nil, err
-	}
-	if err := ctrl.NewWebhookManagedBy(mgr, &keycapv1alpha1.AppToken{}).WithValidator(kindValidator[*keycapv1alpha1.AppToken]{v.checkAppToken}).Complete(); err != nil {
-		return nil, err
-	}
-	if err := ctrl.NewWebhookManagedBy(mgr, &keycapv1alpha1.License{}).WithValidator(kindValidator[*keycapv1alpha1.License]{v.checkLicense}).Complete(); err != nil {
-		return nil, err
-	}
-	setupRoutePolicyWebhook(mgr)
 
 	self, err := selfUsername(ctx, mgr)
 	if err != nil {
 		return nil, err
 	}
-	operators := append([]string{self}, opts.OperatorUsernames...)
+	operators := []string{self}
+	if len(opts.OperatorUsernames) == 0 {
+		opts.OperatorUsernames = []string{OperatorServiceAccountUsername(opts.OperatorNamespace)}
+	}
+	for _, u := range opts.OperatorUsernames {
+		if !slices.Contains(operators, u) {
+			operators = append(operators, u)
+		}
+	}
 	mgr.GetWebhookServer().Register(PathManagedSecret, &ctrlwebhook.Admission{Handler: NewSecretGuard(mgr.GetScheme(), operators)})
 	out := &Webhook{Operators: operators}
 
@@ -147,6 +154,14 @@ func Setup(mgr ctrl.Manager, opts Options) (*Webhook, error) {
 	}
 	out.Certificates = certs
 	return out, nil
+}
+
+// OperatorServiceAccount is the ServiceAccount config/rbac and config/manager give the operator.
+const OperatorServiceAccount = "keycap-manager"
+
+// OperatorServiceAccountUsername is the username of the operator's ServiceAccount in namespace.
+func OperatorServiceAccountUsername(namespace string) string {
+	return "system:serviceaccount:" + namespace + ":" + OperatorServiceAccount
 }
 
 // servingDNSNames are the names the apiserver may call the webhook by: the Service in the

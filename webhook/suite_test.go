@@ -3,6 +3,7 @@ package webhook
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"testing"
@@ -35,9 +36,10 @@ const (
 	operatorNS       = "keycap-system"
 )
 
-// Certificate lifetimes of the suite. The apiserver checks certificates against the real clock,
-// so the fake clock starts clockOffset behind it and is only ever stepped to at most the real
-// time: every certificate issued at a fake instant is valid in real time too.
+// Certificate lifetimes of the suite and of each certificate test. The apiserver checks
+// certificates against the real clock, so a fake clock starts clockOffset behind it and is only
+// ever stepped to at most the real time: every certificate issued at a fake instant is valid in
+// real time too.
 const (
 	clockOffset            = 10 * time.Hour
 	testCALifetime         = 24 * time.Hour
@@ -52,6 +54,9 @@ var (
 	k8sClient  client.Client
 	fakeClock  *clocktesting.FakeClock
 	registered *Webhook
+	// webhookMux serves the suite manager's webhook handlers; the certificate tests serve it
+	// behind listeners of their own.
+	webhookMux http.Handler
 	// testPolicy narrows the AppToken duration so the configured bound can be tested.
 	testPolicy = Policy{
 		AppTokenDuration: DurationBounds{Min: time.Minute, Max: 24 * time.Hour},
@@ -89,6 +94,12 @@ func runSuite(m *testing.M) int {
 	fakeClock = clocktesting.NewFakeClock(time.Now().Add(-clockOffset))
 	wio := &env.WebhookInstallOptions
 	stopManager, err := testenv.StartManager(cfg, func(mgr ctrl.Manager) (err error) {
+		defer func() {
+			// After Setup: the server makes its mux when the first webhook is registered.
+			if srv, ok := mgr.GetWebhookServer().(*ctrlwebhook.DefaultServer); ok {
+				webhookMux = srv.WebhookMux()
+			}
+		}()
 		registered, err = Setup(mgr, Options{
 			OperatorNamespace:  operatorNS,
 			ManageCertificates: true,

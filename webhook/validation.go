@@ -1,16 +1,19 @@
 package webhook
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"slices"
 	"sort"
 	"strings"
 	"time"
+	"unicode"
 
 	apivalidation "k8s.io/apimachinery/pkg/api/validation"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	metav1validation "k8s.io/apimachinery/pkg/apis/meta/v1/validation"
+	utilvalidation "k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	keycapv1alpha1 "github.com/keycap-dev/keycap/api/v1alpha1"
@@ -59,24 +62,19 @@ func validateCredentialSpec(spec *keycapv1alpha1.CredentialSpec, fldPath *field.
 		errs = append(errs, metav1validation.ValidateLabels(t.Labels, tPath.Child("labels"))...)
 		errs = append(errs, apivalidation.ValidateAnnotations(t.Annotations, tPath.Child("annotations"))...)
 		for _, k := range sortedKeys(t.Labels) {
-			if reservedMetadataKey(k) {
+			if keycapv1alpha1.IsReservedMetadataKey(k) {
 				errs = append(errs, field.Forbidden(tPath.Child("labels").Key(k),
 					"keycap sets this label on the Secret itself; it cannot be overridden"))
 			}
 		}
 		for _, k := range sortedKeys(t.Annotations) {
-			if reservedMetadataKey(k) {
+			if keycapv1alpha1.IsReservedMetadataKey(k) {
 				errs = append(errs, field.Forbidden(tPath.Child("annotations").Key(k),
 					"keycap sets this annotation on the Secret itself; it cannot be overridden"))
 			}
 		}
 	}
 	return errs
-}
-
-// reservedMetadataKey reports whether keycap owns a label or annotation key on its Secrets.
-func reservedMetadataKey(k string) bool {
-	return k == keycapv1alpha1.LabelManagedBy || strings.HasPrefix(k, "keycap.dev/")
 }
 
 // validateLifetime: a lifetime that is already over at creation, or not positive, is a mistake.
@@ -134,6 +132,20 @@ func validateAgentKey(spec *keycapv1alpha1.AgentKeySpec, parent *keycapv1alpha1.
 	return errs
 }
 
+// validateParentName refuses an apiKeyRef.name that cannot name an ApiKey (the schema's pattern
+// says the same; this holds where the schema is older than the webhook), so that no lookup is
+// made with it.
+func validateParentName(name string, fldPath *field.Path) field.ErrorList {
+	if name == "" {
+		return nil // required: the schema's
+	}
+	if msgs := utilvalidation.IsDNS1123Subdomain(name); len(msgs) > 0 {
+		return field.ErrorList{field.Invalid(fldPath, name,
+			"must be the name of an ApiKey in the AgentKey's own namespace: "+strings.Join(msgs, "; "))}
+	}
+	return nil
+}
+
 // validateScopesSubset: an agent key's scopes can only narrow its parent's. The data plane
 // matches scopes exactly, so the subset is exact too.
 func validateScopesSubset(scopes, parentScopes []string, fldPath *field.Path) field.ErrorList {
@@ -157,7 +169,7 @@ func validateAppToken(spec *keycapv1alpha1.AppTokenSpec, creating bool, now time
 	if creating {
 		errs = append(errs, validateExpiresAt(spec.ExpiresAt, now, fldPath.Child("expiresAt"))...)
 	}
-	duration := time.Hour // the schema's default
+	duration := keycapv1alpha1.DefaultAppTokenDuration // the schema's default
 	if spec.Duration != nil {
 		duration = spec.Duration.Duration
 		b := policy.AppTokenDuration
@@ -202,22 +214,44 @@ func validateLicense(spec *keycapv1alpha1.LicenseSpec, old *keycapv1alpha1.Licen
 	return errs
 }
 
-// validateNoPlaintext refuses a plaintext keycap key anywhere in the object's spec, labels or
-// annotations. The key is never echoed: the error names only the field.
-func validateNoPlaintext(meta *metav1.ObjectMeta, spec any, specPath *field.Path) field.ErrorList {
-	var errs field.ErrorList
-	metaPath := field.NewPath("metadata")
-	errs = append(errs, plaintextInMap(meta.Labels, metaPath.Child("labels"))...)
-	errs = append(errs, plaintextInMap(meta.Annotations, metaPath.Child("annotations"))...)
+// validateNoPlaintext refuses a plaintext keycap key anywhere in the object's spec, labels,
+// annotations or finalizers. The key is never echoed: the error names only the field.
+func validateNoPlaintext(meta metav1.Object, spec any, specPath *field.Path) field.ErrorList {
 	raw, err := json.Marshal(spec)
 	if err != nil {
-		return append(errs, field.InternalError(specPath, err))
+		return field.ErrorList{field.InternalError(specPath, err)}
 	}
 	var tree any
 	if err := json.Unmarshal(raw, &tree); err != nil {
-		return append(errs, field.InternalError(specPath, err))
+		return field.ErrorList{field.InternalError(specPath, err)}
 	}
-	return append(errs, plaintextInTree(tree, specPath)...)
+	return plaintextInObject(meta, tree, specPath)
+}
+
+// validateNoPlaintextIn is validateNoPlaintext of a credential and its spec.
+func validateNoPlaintextIn(obj keycapv1alpha1.Credential, specPath *field.Path) field.ErrorList {
+	raw, err := json.Marshal(obj)
+	if err != nil {
+		return field.ErrorList{field.InternalError(specPath, err)}
+	}
+	var tree map[string]any
+	if err := json.Unmarshal(raw, &tree); err != nil {
+		return field.ErrorList{field.InternalError(specPath, err)}
+	}
+	return plaintextInObject(obj, tree["spec"], specPath)
+}
+
+func plaintextInObject(meta metav1.Object, spec any, specPath *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	metaPath := field.NewPath("metadata")
+	errs = append(errs, plaintextInMap(meta.GetLabels(), metaPath.Child("labels"))...)
+	errs = append(errs, plaintextInMap(meta.GetAnnotations(), metaPath.Child("annotations"))...)
+	for i, f := range meta.GetFinalizers() {
+		if containsKey(f) {
+			errs = append(errs, field.Forbidden(metaPath.Child("finalizers").Index(i), MsgPlaintextCredential))
+		}
+	}
+	return append(errs, plaintextInTree(spec, specPath)...)
 }
 
 func plaintextInMap(m map[string]string, fldPath *field.Path) field.ErrorList {
@@ -262,11 +296,67 @@ func plaintextInTree(v any, fldPath *field.Path) field.ErrorList {
 	return errs
 }
 
-// containsKey reports whether s contains a keycap key with a valid checksum anywhere, also inside
-// a longer text ("my key is kc_..."): the shape is found by its "_<30 base62>_<6 base62>" tail and
-// every possible prefix in front of it is tried. The CRC-32 makes a false match practically
-// impossible.
+// containsKey reports whether s holds a keycap key with a valid checksum: as it is, also inside a
+// longer text ("my key is kc_..."), with whitespace put into it ("kc_abc def_xyz", a key wrapped
+// over lines), or base64-encoded (standard or URL alphabet, padded or not, on its own or inside a
+// longer encoded text). The CRC-32 makes a false match practically impossible.
 func containsKey(s string) bool {
+	if containsPlainKey(s) {
+		return true
+	}
+	joined := strings.Map(func(r rune) rune {
+		if unicode.IsSpace(r) {
+			return -1
+		}
+		return r
+	}, s)
+	if joined != s && containsPlainKey(joined) {
+		return true
+	}
+	return containsEncodedKey(joined)
+}
+
+// minEncodedKey is the length of the shortest key in base64.
+var minEncodedKey = base64.RawStdEncoding.EncodedLen(keys.MinPrefixLength + 1 + keys.RandomLength + 1 + keys.ChecksumLength)
+
+// containsEncodedKey reports whether a run of base64 characters in s decodes to text holding a
+// key. The encoding may start anywhere in the run (glued to other characters in front), so each
+// of the four alignments is decoded.
+func containsEncodedKey(s string) bool {
+	isB64 := func(c byte) bool {
+		return c >= '0' && c <= '9' || c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c == '+' || c == '/' || c == '-' || c == '_'
+	}
+	for i := 0; i < len(s); {
+		if !isB64(s[i]) {
+			i++
+			continue
+		}
+		j := i
+		for j < len(s) && isB64(s[j]) {
+			j++
+		}
+		if run := s[i:j]; len(run) >= minEncodedKey {
+			// One alphabet for both: the URL alphabet's - and _ are the standard one's + and /.
+			run = strings.NewReplacer("-", "+", "_", "/").Replace(run)
+			for off := 0; off < 4 && len(run)-off >= minEncodedKey; off++ {
+				enc := run[off:]
+				if len(enc)%4 == 1 {
+					enc = enc[:len(enc)-1]
+				}
+				if dec, err := base64.RawStdEncoding.DecodeString(enc); err == nil && containsPlainKey(string(dec)) {
+					return true
+				}
+			}
+		}
+		i = j
+	}
+	return false
+}
+
+// containsPlainKey reports whether s contains a keycap key with a valid checksum anywhere, also
+// inside a longer text: the shape is found by its "_<30 base62>_<6 base62>" tail and every
+// possible prefix in front of it is tried.
+func containsPlainKey(s string) bool {
 	const tail = 1 + keys.RandomLength + 1 + keys.ChecksumLength
 	for i := 0; i+tail <= len(s); i++ {
 		if s[i] != '_' || s[i+1+keys.RandomLength] != '_' ||

@@ -1,6 +1,7 @@
 package webhook
 
 import (
+	"encoding/base64"
 	"strings"
 	"testing"
 	"time"
@@ -55,12 +56,32 @@ func TestContainsKey(t *testing.T) {
 		"empty":                                     {"", false},
 		"the key's tail without any prefix":         {key[strings.IndexByte(key, '_'):], false},
 		"a key split over two strings does nothing": {key[:10], false},
+		"a key split by a space":                    {key[:12] + " " + key[12:], true},
+		"a key split over lines":                    {"key:\n  " + key[:20] + "\n  " + key[20:] + "\n", true},
+		"a key in base64":                           {base64.StdEncoding.EncodeToString([]byte(key)), true},
+		"a key in unpadded URL-safe base64":         {base64.RawURLEncoding.EncodeToString([]byte("\xfb\xff" + key)), true},
+		"a sentence holding a key, in base64":       {"blob: " + base64.StdEncoding.EncodeToString([]byte("the prod key is "+key+", rotate monthly")), true},
+		"base64 glued to other characters":          {"k=abc" + base64.StdEncoding.EncodeToString([]byte(key)), true},
+		"base64 wrapped over lines":                 {wrap(base64.StdEncoding.EncodeToString([]byte("the prod key is "+key)), 16), true},
+		"a broken key in base64":                    {base64.StdEncoding.EncodeToString([]byte(broken)), false},
+		"ordinary base64":                           {base64.StdEncoding.EncodeToString([]byte("a certificate, say, or some other long value that is no key at all")), false},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
 			gomega.NewWithT(t).Expect(containsKey(c.s)).To(gomega.Equal(c.want))
 		})
 	}
+}
+
+// wrap puts a newline after every n characters of s.
+func wrap(s string, n int) string {
+	var b strings.Builder
+	for len(s) > n {
+		b.WriteString(s[:n] + "\n")
+		s = s[n:]
+	}
+	b.WriteString(s)
+	return b.String()
 }
 
 func TestValidateNoPlaintext(t *testing.T) {
@@ -86,6 +107,18 @@ func TestValidateNoPlaintext(t *testing.T) {
 		"a key as an annotation name is refused without naming it": {
 			meta: metav1.ObjectMeta{Annotations: map[string]string{key: "x"}},
 			want: []string{"metadata.annotations: FieldValueForbidden"},
+		},
+		"a key in a finalizer is refused": {
+			meta: metav1.ObjectMeta{Finalizers: []string{"example.com/" + key}},
+			want: []string{"metadata.finalizers[0]: FieldValueForbidden"},
+		},
+		"a base64-encoded key in an annotation is refused": {
+			meta: metav1.ObjectMeta{Annotations: map[string]string{"config": base64.StdEncoding.EncodeToString([]byte(`{"apiKey":"` + key + `"}`))}},
+			want: []string{"metadata.annotations[config]: FieldValueForbidden"},
+		},
+		"a key split by a space in the description is refused": {
+			spec: keycapv1alpha1.ApiKeySpec{CredentialSpec: keycapv1alpha1.CredentialSpec{Description: "key " + key[:8] + " " + key[8:]}},
+			want: []string{"spec.description: FieldValueForbidden"},
 		},
 		"a keyHash and ordinary metadata pass": {
 			meta: metav1.ObjectMeta{Labels: map[string]string{"team": "billing"}},
@@ -287,6 +320,24 @@ func TestParentChangeWarnings(t *testing.T) {
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
 			gomega.NewWithT(t).Expect(parentChangeWarnings(c.old, c.new, agents)).To(gomega.Equal(c.want))
+		})
+	}
+}
+
+func TestValidateParentName(t *testing.T) {
+	cases := map[string]struct {
+		name string
+		want []string
+	}{
+		"a name":                        {"billing-key", nil},
+		"a dotted name":                 {"billing.v2", nil},
+		"namespace/name is refused":     {"t2/ak2", []string{"spec.apiKeyRef.name: FieldValueInvalid"}},
+		"an upper-case name is refused": {"Billing", []string{"spec.apiKeyRef.name: FieldValueInvalid"}},
+		"empty is the schema's":         {"", nil},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			gomega.NewWithT(t).Expect(fields(validateParentName(c.name, specPath.Child("apiKeyRef", "name")))).To(gomega.Equal(c.want))
 		})
 	}
 }

@@ -12,10 +12,11 @@ const AgentKeyPrefix = "kcagent"
 
 // ApiKeyReference names the parent ApiKey of an AgentKey, in the AgentKey's namespace.
 type ApiKeyReference struct {
-	// name of the parent ApiKey.
+	// name of the parent ApiKey, in the AgentKey's namespace (a name, not "namespace/name").
 	// +required
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
 	Name string `json:"name"`
 }
 
@@ -44,6 +45,7 @@ type AgentKeySpec struct {
 	// label is a human-readable name for the key.
 	// +optional
 	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:XValidation:rule="!self.matches('[[:cntrl:]]')",message="label must not contain control characters (CR, LF, tab ...)"
 	Label string `json:"label,omitempty"`
 }
 

@@ -12,9 +12,11 @@ const AppTokenSecretKey = "token"
 type AppTokenSpec struct {
 	CredentialSpec `json:",inline"`
 
-	// subject is the JWT's sub claim. Defaults to "<namespace>/<name>".
+	// subject is the JWT's sub claim. Defaults to "<namespace>/<name>". The data plane passes it
+	// upstream in a header, so it is printable ASCII without commas.
 	// +optional
 	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[[:print:]]*$') && !self.contains(',')",message="subject must be printable ASCII without commas (no CR, LF or other control characters): it is sent upstream in the x-keycap-subject header"
 	Subject string `json:"subject,omitempty"`
 
 	// audiences are the JWT's aud claim: the services the token is meant for.
@@ -24,11 +26,13 @@ type AppTokenSpec struct {
 	// +kubebuilder:validation:MaxItems=32
 	// +kubebuilder:validation:items:MinLength=1
 	// +kubebuilder:validation:items:MaxLength=253
+	// +kubebuilder:validation:XValidation:rule="self.all(a, !a.matches('[[:cntrl:]]'))",message="audiences must not contain control characters (CR, LF, tab ...)"
 	Audiences []string `json:"audiences"`
 
 	// label is a human-readable name for the token.
 	// +optional
 	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:XValidation:rule="!self.matches('[[:cntrl:]]')",message="label must not contain control characters (CR, LF, tab ...)"
 	Label string `json:"label,omitempty"`
 
 	// expiresAt is when the AppToken stops being renewed and its tokens stop being accepted.
@@ -38,12 +42,18 @@ type AppTokenSpec struct {
 	// duration is the lifetime of each issued token. Defaults to 1h.
 	// +optional
 	// +kubebuilder:default="1h"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[-+]?(0|(([0-9]+([.][0-9]*)?|[.][0-9]+)(ns|us|ms|s|m|h))+)$')",message="must be a duration in hours, minutes or seconds: use hours, e.g. 2160h for 90 days (also 90m, 45s, 1h30m; d, w and other units are not accepted)"
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1m') && duration(self) <= duration('8760h')",message="duration must be between 1m and 8760h"
 	Duration *metav1.Duration `json:"duration,omitempty"`
 
 	// renewBefore is how long before a token expires that the controller writes a new one into
 	// the Secret. Defaults to a third of duration.
 	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[-+]?(0|(([0-9]+([.][0-9]*)?|[.][0-9]+)(ns|us|ms|s|m|h))+)$')",message="must be a duration in hours, minutes or seconds: use hours, e.g. 2160h for 90 days (also 90m, 45s, 1h30m; d, w and other units are not accepted)"
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('10s')",message="renewBefore must be at least 10s"
 	RenewBefore *metav1.Duration `json:"renewBefore,omitempty"`
 }

@@ -60,8 +60,12 @@ type Lifetime struct {
 	// +optional
 	ExpiresAt *metav1.Time `json:"expiresAt,omitempty"`
 
-	// duration is the credential's lifetime counted from its creation, e.g. "720h".
+	// duration is the credential's lifetime counted from its creation, e.g. "720h" (hours,
+	// minutes or seconds; there is no unit for days).
 	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[-+]?(0|(([0-9]+([.][0-9]*)?|[.][0-9]+)(ns|us|ms|s|m|h))+)$')",message="must be a duration in hours, minutes or seconds: use hours, e.g. 2160h for 90 days (also 90m, 45s, 1h30m; d, w and other units are not accepted)"
 	Duration *metav1.Duration `json:"duration,omitempty"`
 }
 
@@ -109,12 +113,18 @@ type SessionPolicy struct {
 type RotationPolicy struct {
 	// every is the interval between rotations, e.g. "720h". At least one minute.
 	// +required
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[-+]?(0|(([0-9]+([.][0-9]*)?|[.][0-9]+)(ns|us|ms|s|m|h))+)$')",message="must be a duration in hours, minutes or seconds: use hours, e.g. 2160h for 90 days (also 90m, 45s, 1h30m; d, w and other units are not accepted)"
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1m')",message="every must be at least 1m"
 	Every metav1.Duration `json:"every"`
 
 	// gracePeriod is how long the previous key keeps working after a rotation, e.g. "24h".
 	// Defaults to no grace: the previous key stops working at once.
 	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[-+]?(0|(([0-9]+([.][0-9]*)?|[.][0-9]+)(ns|us|ms|s|m|h))+)$')",message="must be a duration in hours, minutes or seconds: use hours, e.g. 2160h for 90 days (also 90m, 45s, 1h30m; d, w and other units are not accepted)"
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('0s')",message="gracePeriod must not be negative"
 	GracePeriod *metav1.Duration `json:"gracePeriod,omitempty"`
 }

@@ -25,24 +25,29 @@ type LicenseSpec struct {
 	// +required
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=128
+	// +kubebuilder:validation:XValidation:rule="!self.matches('[[:cntrl:]]')",message="product must not contain control characters (CR, LF, tab ...)"
 	Product string `json:"product"`
 
 	// customer is who holds the licence.
 	// +optional
 	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:XValidation:rule="!self.matches('[[:cntrl:]]')",message="customer must not contain control characters (CR, LF, tab ...)"
 	Customer string `json:"customer,omitempty"`
 
 	// plan is the commercial plan, e.g. "enterprise".
 	// +optional
 	// +kubebuilder:validation:MaxLength=128
+	// +kubebuilder:validation:XValidation:rule="!self.matches('[[:cntrl:]]')",message="plan must not contain control characters (CR, LF, tab ...)"
 	Plan string `json:"plan,omitempty"`
 
-	// entitlements are the features the licence unlocks; a route may require one.
+	// entitlements are the features the licence unlocks; a route may require one. Each is a word
+	// like "sso" or "audit-log" (the data plane passes them upstream comma-separated in a header).
 	// +optional
 	// +listType=set
 	// +kubebuilder:validation:MaxItems=256
 	// +kubebuilder:validation:items:MinLength=1
 	// +kubebuilder:validation:items:MaxLength=128
+	// +kubebuilder:validation:XValidation:rule="self.all(e, e.matches('^[A-Za-z0-9][A-Za-z0-9._:/*-]*$'))",message="each entitlement must be a word like 'sso' or 'audit-log': letters, digits and . _ : / * - only (no commas, spaces or control characters: entitlements are sent upstream comma-separated in the x-keycap-entitlements header)"
 	Entitlements []string `json:"entitlements,omitempty"`
 
 	// maxInstances caps how many instances may be active at once.
@@ -55,11 +60,17 @@ type LicenseSpec struct {
 	// refreshInterval is how often an activated instance should check in again. Defaults to 24h.
 	// +optional
 	// +kubebuilder:default="24h"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[-+]?(0|(([0-9]+([.][0-9]*)?|[.][0-9]+)(ns|us|ms|s|m|h))+)$')",message="must be a duration in hours, minutes or seconds: use hours, e.g. 2160h for 90 days (also 90m, 45s, 1h30m; d, w and other units are not accepted)"
 	RefreshInterval *metav1.Duration `json:"refreshInterval,omitempty"`
 
 	// heartbeatTimeout releases an instance that has not checked in for this long, freeing its
 	// seat. Defaults to three refresh intervals.
 	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[-+]?(0|(([0-9]+([.][0-9]*)?|[.][0-9]+)(ns|us|ms|s|m|h))+)$')",message="must be a duration in hours, minutes or seconds: use hours, e.g. 2160h for 90 days (also 90m, 45s, 1h30m; d, w and other units are not accepted)"
 	HeartbeatTimeout *metav1.Duration `json:"heartbeatTimeout,omitempty"`
 }
 
