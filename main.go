@@ -32,6 +32,7 @@ import (
 	"github.com/keycap-dev/keycap/controllers"
 	"github.com/keycap-dev/keycap/internal/authz"
 	"github.com/keycap-dev/keycap/internal/localcluster"
+	"github.com/keycap-dev/keycap/internal/routepolicy"
 	"github.com/keycap-dev/keycap/internal/signing"
 	"github.com/keycap-dev/keycap/webhook"
 )
@@ -65,6 +66,7 @@ type options struct {
 	httpAddr           string
 	extraKeyHeaders    string
 	compatBodies       bool
+	trustedAttrs       routepolicy.Source
 	lastUsedWrites     float64
 	leaderElect        bool
 	leaderElectionID   string
@@ -101,6 +103,9 @@ func main() {
 	flag.StringVar(&o.httpAddr, "http-bind-address", ":9002", "Address of the HTTP server: forward-auth /check, licence activation, the JWKS and OpenID discovery document, the licence public key.")
 	flag.StringVar(&o.extraKeyHeaders, "extra-key-headers", "X-CapData-Token", "Comma-separated extra request headers that may carry an opaque key.")
 	flag.BoolVar(&o.compatBodies, "compat-error-bodies", false, `Deny with the error bodies of the APIs keycap stands in for ({"error":"Unauthorized"} for 401, {"message":"Insufficient permissions"} for 403) instead of keycap's {"error":{"code","message","reason"}}.`)
+	o.trustedAttrs = routepolicy.SourceEnvoy
+	flag.Func("trusted-request-attributes", "Where forward-auth requests state the original host, path and method that RoutePolicies match: envoy (the path after /check and Host: Envoy, Istio, Envoy Gateway HTTP ext_authz), forwarded (X-Forwarded-Host/-Uri/-Method: Traefik, Caddy) or original-url (X-Original-URL/-Method: ingress-nginx). Default envoy; gRPC always uses Envoy's attributes.",
+		func(v string) (err error) { o.trustedAttrs, err = routepolicy.ParseSource(v); return err })
 	flag.Float64Var(&o.lastUsedWrites, "last-used-writes-per-second", 50,
 		"Most status.lastUsedAt patches the data plane sends per second (each credential at most once a minute); 0 turns lastUsedAt writes off.")
 	flag.BoolVar(&o.leaderElect, "leader-elect", false, "Elect a leader among controller replicas (the data plane never needs it).")
@@ -254,14 +259,15 @@ func run(o options) error {
 	var dataPlane *authz.DataPlane
 	if components[componentAuthz] {
 		if dataPlane, err = authz.SetupWithManager(mgr, authz.Options{
-			GRPCAddr:                o.grpcAddr,
-			HTTPAddr:                o.httpAddr,
-			ExtraKeyHeaders:         splitList(o.extraKeyHeaders),
-			CompatBodies:            o.compatBodies,
-			LastUsedWritesPerSecond: o.lastUsedWrites,
-			DisableLastUsed:         o.lastUsedWrites <= 0,
-			OperatorNamespace:       o.operatorNamespace,
-			Issuer:                  o.issuer,
+			GRPCAddr:                 o.grpcAddr,
+			HTTPAddr:                 o.httpAddr,
+			ExtraKeyHeaders:          splitList(o.extraKeyHeaders),
+			CompatBodies:             o.compatBodies,
+			TrustedRequestAttributes: o.trustedAttrs,
+			LastUsedWritesPerSecond:  o.lastUsedWrites,
+			DisableLastUsed:          o.lastUsedWrites <= 0,
+			OperatorNamespace:        o.operatorNamespace,
+			Issuer:                   o.issuer,
 		}); err != nil {
 			return fmt.Errorf("setting up the data plane: %w", err)
 		}

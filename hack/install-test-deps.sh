@@ -4,6 +4,8 @@
 #            config; the package's service is never started)
 #   chromium headless browser the SSO tests drive with chromedp (always run with --headless,
 #            a fresh profile and no network of its own)
+#   caddy    forward_auth proxy in the e2e tests (Debian's 2.6, run as a plain binary with
+#            config/samples/integrations/caddy/Caddyfile; the package's service is never started)
 # Idempotent and quiet when everything is present. Needs root or sudo for apt-get.
 set -euo pipefail
 
@@ -12,6 +14,7 @@ log() { echo "install-test-deps: $*" >&2; }
 missing=()
 command -v nginx >/dev/null 2>&1 || [[ -x /usr/sbin/nginx ]] || missing+=(nginx-light)
 command -v chromium >/dev/null 2>&1 || [[ -x /usr/bin/chromium ]] || missing+=(chromium)
+command -v caddy >/dev/null 2>&1 || [[ -x /usr/bin/caddy ]] || missing+=(caddy)
 ((${#missing[@]} == 0)) && exit 0
 
 if ! command -v apt-get >/dev/null 2>&1; then
@@ -44,5 +47,8 @@ export DEBIAN_FRONTEND=noninteractive
 # Where systemd manages services, keep nginx from starting at boot as well.
 if [[ " ${missing[*]} " == *" nginx-light "* ]] && command -v systemctl >/dev/null 2>&1 && [[ -d /run/systemd/system ]]; then
   "${SUDO[@]}" systemctl disable --now nginx >/dev/null 2>&1 || true
+fi
+if [[ " ${missing[*]} " == *" caddy "* ]] && command -v systemctl >/dev/null 2>&1 && [[ -d /run/systemd/system ]]; then
+  "${SUDO[@]}" systemctl disable --now caddy >/dev/null 2>&1 || true
 fi
 log "installed ${missing[*]}"

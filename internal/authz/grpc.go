@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/keycap-dev/keycap/internal/authz/wire"
+	"github.com/keycap-dev/keycap/internal/routepolicy"
 )
 
 // Context extensions a route sets in Envoy (per-route ext_authz check_settings) to state its
@@ -53,7 +54,14 @@ func (s *grpcServer) Check(_ context.Context, req *authv3.CheckRequest) (resp *a
 	namespaces := [1]string{ext[ContextExtensionNamespaces]}
 	entitlements := [1]string{ext[ContextExtensionEntitlements]}
 	route := Requirements{Scopes: scopes[:], Namespaces: namespaces[:], Entitlements: entitlements[:]}
-	p, d := s.dp.check(&form, &route, Audience{Name: ext[ContextExtensionAudience]})
+	aud := Audience{Name: ext[ContextExtensionAudience]}
+	// A RoutePolicy holding the request's host adds its matching rules' requirements.
+	var rules [4]*routepolicy.Rule
+	var policyScopes, policyEntitlements [8]string
+	rc := s.dp.routes.route(&routepolicy.View{GRPC: true, Host: httpReq.GetHost(), Target: httpReq.GetPath(), Method: httpReq.GetMethod()}, rules[:0])
+	rc.addTo(&route, &aud, policyScopes[:0], policyEntitlements[:0])
+	p, d := s.dp.check(&form, &route, aud)
+	rc.judge(&d)
 	reason = d.Reason
 	if !d.Allowed() {
 		return s.dp.grpcDenied(reason), nil

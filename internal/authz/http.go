@@ -6,6 +6,7 @@ import (
 
 	"github.com/keycap-dev/keycap/internal/activation"
 	"github.com/keycap-dev/keycap/internal/authz/wire"
+	"github.com/keycap-dev/keycap/internal/routepolicy"
 	"github.com/keycap-dev/keycap/internal/signing"
 )
 
@@ -38,7 +39,15 @@ func (dp *DataPlane) serveCheck(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Path == CheckPath {
 		req, aud = wire.ParseQuery(r.URL.RawQuery, scopes[:0], namespaces[:0], entitlements[:0])
 	}
+	// A RoutePolicy holding the original request's host adds its matching rules' requirements;
+	// where the original host, path and method come from is the deployment's choice
+	// (--trusted-request-attributes).
+	var rules [4]*routepolicy.Rule
+	var policyScopes, policyEntitlements [8]string
+	rc := dp.routes.route(&routepolicy.View{Host: r.Host, Target: r.RequestURI, Method: r.Method, Header: r.Header, CheckPath: CheckPath}, rules[:0])
+	rc.addTo(&req, &aud, policyScopes[:0], policyEntitlements[:0])
 	_, d := dp.check(&form, &req, aud)
+	rc.judge(&d)
 	reason = d.Reason
 	if !d.Allowed() {
 		dp.httpDenied(w, reason)

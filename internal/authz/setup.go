@@ -34,6 +34,7 @@ import (
 	"github.com/keycap-dev/keycap/internal/authz/wire"
 	"github.com/keycap-dev/keycap/internal/index"
 	"github.com/keycap-dev/keycap/internal/registry"
+	"github.com/keycap-dev/keycap/internal/routepolicy"
 	"github.com/keycap-dev/keycap/internal/signing"
 )
 
@@ -82,6 +83,11 @@ type Options struct {
 	LastUsedWritesPerSecond float64
 	// DisableLastUsed turns off lastUsedAt writes (the data plane then needs no status verbs).
 	DisableLastUsed bool
+
+	// TrustedRequestAttributes says where forward-auth requests state the original request's
+	// host, path and method, which RoutePolicies are matched on (default routepolicy.SourceEnvoy;
+	// gRPC always uses Envoy's attributes).
+	TrustedRequestAttributes routepolicy.Source
 }
 
 // DataPlane is the running data plane.
@@ -92,6 +98,7 @@ type DataPlane struct {
 	sources *wire.Sources
 	usage   *usageRecorder
 	synced  func() bool
+	routes  *routePolicies
 
 	publicKeys *signing.PublicKeys
 	verifier   *apptoken.Verifier
@@ -145,8 +152,12 @@ func SetupWithManager(mgr ctrl.Manager, opts Options) (*DataPlane, error) {
 	if err := mgr.Add(dp.publicKeys); err != nil {
 		return nil, err
 	}
-	// The informers and the public keys: tokens cannot be verified before the keys are read.
-	dp.synced = func() bool { return synced() && dp.publicKeys.HasSynced() }
+	if dp.routes, err = newRoutePolicies(mgr, opts.TrustedRequestAttributes); err != nil {
+		return nil, err
+	}
+	// The informers and the public keys: tokens cannot be verified before the keys are read,
+	// nor a RoutePolicy applied before it is known.
+	dp.synced = func() bool { return synced() && dp.publicKeys.HasSynced() && dp.routes.synced() }
 	issuer := opts.Issuer
 	if issuer == "" {
 		issuer = signing.DefaultIssuer

@@ -12,6 +12,7 @@ import (
 	"github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
 	clocktesting "k8s.io/utils/clock/testing"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -56,6 +57,8 @@ type suite struct {
 	dp     *authz.DataPlane
 	// probeAddr serves the manager's /healthz and /readyz.
 	probeAddr string
+	// config reaches the apiserver as an admin (for tests that start a data plane of their own).
+	config *rest.Config
 }
 
 var world *suite
@@ -151,7 +154,7 @@ func runWithDataPlane(m *testing.M, env *envtest.Environment) (int, error) {
 	if !dp.WaitServing(waitCtx) {
 		return 0, fmt.Errorf("the data plane did not start serving")
 	}
-	world = &suite{client: c, clock: clk, dp: dp, probeAddr: probeAddr}
+	world = &suite{client: c, clock: clk, dp: dp, probeAddr: probeAddr, config: env.Config}
 	return m.Run(), nil
 }
 

@@ -1,0 +1,154 @@
+package authz
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+	toolscache "k8s.io/client-go/tools/cache"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	keycapv1alpha1 "github.com/keycap-dev/keycap/api/v1alpha1"
+	"github.com/keycap-dev/keycap/internal/authz/wire"
+	"github.com/keycap-dev/keycap/internal/routepolicy"
+)
+
+// The data plane reads RoutePolicies (and writes nothing of them).
+// +kubebuilder:rbac:groups=keycap.dev,resources=routepolicies,verbs=get;list;watch
+
+var routePolicyChecks = prometheus.NewCounterVec(prometheus.CounterOpts{
+	Name: "keycap_authz_routepolicy_checks_total",
+	Help: "Checks of requests on a host a RoutePolicy holds, by policy (namespace/name) and result (allowed, denied).",
+}, []string{"policy", "result"})
+
+func init() { metrics.Registry.MustRegister(routePolicyChecks) }
+
+// routePolicies is the data plane's view of the RoutePolicies: an immutable routepolicy.Index,
+// rebuilt from the informer's store on every change (policies are few; requests only load a
+// pointer), and the request attribute source the deployment trusts.
+type routePolicies struct {
+	src    routepolicy.Source
+	index  atomic.Pointer[routepolicy.Index]
+	synced func() bool
+}
+
+// newRoutePolicies starts feeding the policies from mgr's cache.
+func newRoutePolicies(mgr ctrl.Manager, src routepolicy.Source) (*routePolicies, error) {
+	if src == "" {
+		src = routepolicy.SourceEnvoy
+	}
+	rp := &routePolicies{src: src}
+	rp.index.Store(routepolicy.Build(nil))
+	inf, err := mgr.GetCache().GetInformer(context.Background(), &keycapv1alpha1.RoutePolicy{})
+	if err != nil {
+		return nil, fmt.Errorf("watching RoutePolicies: %w", err)
+	}
+	store, ok := inf.(interface{ GetStore() toolscache.Store })
+	if !ok {
+		return nil, fmt.Errorf("the RoutePolicy informer (%T) has no store", inf)
+	}
+	rebuild := func() {
+		objs := store.GetStore().List()
+		policies := make([]*keycapv1alpha1.RoutePolicy, 0, len(objs))
+		for _, o := range objs {
+			if p, ok := o.(*keycapv1alpha1.RoutePolicy); ok {
+				policies = append(policies, p)
+			}
+		}
+		rp.index.Store(routepolicy.Build(policies))
+	}
+	reg, err := inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { rebuild() },
+		UpdateFunc: func(any, any) { rebuild() },
+		DeleteFunc: func(any) { rebuild() },
+	})
+	if err != nil {
+		return nil, fmt.Errorf("watching RoutePolicies: %w", err)
+	}
+	rp.synced = reg.HasSynced
+	return rp, nil
+}
+
+// routeCheck is what the policies add to one request: the rules it must also meet, or a
+// refusal. Rules point into the immutable index, so a check holds them safely.
+type routeCheck struct {
+	policy  *routepolicy.Policy
+	rules   []*routepolicy.Rule
+	refusal wire.Reason
+}
+
+// route matches a request to the policies; buf is the caller's stack array.
+func (rp *routePolicies) route(v *routepolicy.View, buf []*routepolicy.Rule) routeCheck {
+	if rp == nil {
+		return routeCheck{}
+	}
+	r := rp.index.Load().Route(rp.src, v, buf)
+	rc := routeCheck{policy: r.Policy, rules: r.Rules}
+	switch r.Refusal {
+	case routepolicy.RefusalRouteUnknown:
+		rc.refusal = wire.ReasonRouteUnknown
+	case routepolicy.RefusalAmbiguousPath:
+		rc.refusal = wire.ReasonAmbiguousPath
+	}
+	return rc
+}
+
+// addTo adds the rules' scopes and entitlements (both must all be held) to the proxy's
+// requirements, and their audiences to the proxy's audience: an AppToken is checked for one
+// audience, so a route that asks for two different ones no token meets. scopes and entitlements
+// are the caller's stack arrays the combined lists are built in.
+func (rc *routeCheck) addTo(req *Requirements, aud *Audience, scopes, entitlements []string) {
+	if len(rc.rules) == 0 {
+		return
+	}
+	scopes = append(scopes, req.Scopes...)
+	entitlements = append(entitlements, req.Entitlements...)
+	for _, r := range rc.rules {
+		scopes = append(scopes, r.Scopes...)
+		entitlements = append(entitlements, r.Entitlements...)
+		for _, a := range r.Audiences {
+			switch {
+			case aud.Name == "":
+				aud.Name = a
+			case aud.Name != a:
+				aud.Unmeetable = true
+			}
+		}
+	}
+	req.Scopes, req.Entitlements = scopes, entitlements
+}
+
+// judge applies what addTo could not state in the proxy's requirements (the rules' namespaces:
+// the credential's must be in every rule's list, where the proxy's lists allow any of theirs) to
+// a decision, and counts the decision by policy.
+//
+// A request whose route is unknown or whose path is ambiguous is refused with the policy's
+// reason once its credential has been judged (an invalid credential is still a 401).
+func (rc *routeCheck) judge(d *Decision) {
+	if rc.policy == nil && rc.refusal == wire.ReasonOK {
+		return
+	}
+	if d.Allowed() && rc.refusal != wire.ReasonOK {
+		d.Reason = rc.refusal
+	}
+	if d.Allowed() {
+		for _, r := range rc.rules {
+			if len(r.Namespaces) > 0 && !slices.Contains(r.Namespaces, d.Credential.Namespace) {
+				d.Reason = wire.ReasonWrongNamespace
+				break
+			}
+		}
+	}
+	result := "denied"
+	if d.Allowed() {
+		result = "allowed"
+	}
+	policy := "" // refused before a policy was found: the request named no host
+	if rc.policy != nil {
+		policy = rc.policy.Name.String()
+	}
+	routePolicyChecks.WithLabelValues(policy, result).Inc()
+}
