@@ -40,7 +40,7 @@ func parseDuration(s string) (time.Duration, error) {
 	var days time.Duration
 	if i := strings.IndexByte(body, 'd'); i >= 0 {
 		n, err := strconv.ParseInt(body[:i], 10, 64)
-		if err != nil || n < 0 || n > int64(math.MaxInt64/int64(day)) {
+		if err != nil || n < 0 || n > math.MaxInt64/int64(day) {
 			return 0, invalid
 		}
 		days, body = time.Duration(n)*day, body[i+1:]
