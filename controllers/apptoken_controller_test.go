@@ -153,3 +153,28 @@ func TestAppTokenSecretConflict(t *testing.T) {
 	g.Expect(k8sClient.Delete(ctx, foreign)).To(gomega.Succeed())
 	getReady(t, g, at, keycapv1alpha1.ReasonIssued)
 }
+
+func TestTokensNotBefore(t *testing.T) {
+	now := time.Date(2026, 3, 1, 12, 0, 0, 500_000_000, time.UTC)
+	at := func(t time.Time) *metav1.Time { m := metav1.NewTime(t); return &m }
+	cases := map[string]struct {
+		status keycapv1alpha1.AppTokenStatus
+		want   time.Time
+	}{
+		"a token issued in an earlier second is refused from now (whole seconds)": {
+			status: keycapv1alpha1.AppTokenStatus{IssuedAt: at(now.Add(-time.Minute).Truncate(time.Second))},
+			want:   now.Truncate(time.Second)},
+		"a token issued within the same second is refused too": {
+			status: keycapv1alpha1.AppTokenStatus{IssuedAt: at(now.Truncate(time.Second))},
+			want:   now.Truncate(time.Second).Add(time.Second)},
+		"it never moves back": {
+			status: keycapv1alpha1.AppTokenStatus{TokensNotBefore: at(now.Add(time.Hour).Truncate(time.Second))},
+			want:   now.Add(time.Hour).Truncate(time.Second)},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			g := gomega.NewWithT(t)
+			g.Expect(tokensNotBefore(now, &tc.status)).To(gomega.BeTemporally("==", tc.want))
+		})
+	}
+}
