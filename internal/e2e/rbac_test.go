@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"context"
+	"errors"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -15,7 +17,8 @@ import (
 )
 
 // TestShippedRBAC runs the operator and the data plane as two processes with only the service
-// accounts and roles of config/rbac (applied with kubectl), as config/manager deploys them, and
+// accounts and roles of config/rbac and the admission policies of config/admission (applied with
+// kubectl), as config/manager deploys them, and
 // checks that together they issue the sample ApiKey; and that the shipped user roles and the data
 // plane's account have no access they must not have.
 func TestShippedRBAC(t *testing.T) {
@@ -48,8 +51,10 @@ func TestShippedRBAC(t *testing.T) {
 		}
 	}
 	admin := kubectlAs(cluster.KubeconfigPath)
-	_, err = admin("apply", "-k", filepath.Join(testenv.RepoRoot(), "config", "rbac"))
-	g.Expect(err).NotTo(gomega.HaveOccurred())
+	for _, dir := range []string{"rbac", "admission"} {
+		out, err := admin("apply", "-k", filepath.Join(testenv.RepoRoot(), "config", dir))
+		g.Expect(err).NotTo(gomega.HaveOccurred(), "config/%s: %s", dir, out)
+	}
 
 	// Each component gets a kubeconfig holding only its service account's token.
 	saKubeconfig := func(sa string) string {
@@ -123,14 +128,24 @@ func TestShippedRBAC(t *testing.T) {
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
 			g := gomega.NewWithT(t)
-			// `kubectl auth can-i` exits 1 for "no"; its answer is on stdout either way.
+			// `kubectl auth can-i` exits 1 for "no"; its answer is on stdout either way. Anything
+			// else (a resource the server does not have, a flag kubectl does not know) is not a
+			// "no": it warns on stderr or fails otherwise.
 			args := append([]string{"auth", "can-i", tc.verb}, strings.Fields(tc.resource)...)
 			if !strings.Contains(tc.resource, "-n ") {
 				args = append(args, "-n", "default")
 			}
-			out, _ := admin(append(args, "--as", tc.as)...)
+			out, err := admin(append(args, "--as", tc.as)...)
 			want := map[bool]string{true: "yes", false: "no"}[tc.allowed]
 			g.Expect(strings.TrimSpace(out)).To(gomega.Equal(want))
+			if tc.allowed {
+				g.Expect(err).NotTo(gomega.HaveOccurred())
+				return
+			}
+			var exit *exec.ExitError
+			g.Expect(errors.As(err, &exit)).To(gomega.BeTrue(), "kubectl failed: %v", err)
+			g.Expect(exit.ExitCode()).To(gomega.Equal(1), "kubectl failed: %v", err)
+			g.Expect(err).NotTo(gomega.MatchError(gomega.ContainSubstring("Warning")), "kubectl answered no for another reason")
 		})
 	}
 }
