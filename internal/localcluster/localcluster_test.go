@@ -247,7 +247,8 @@ func webhookConfigNames(t *testing.T) []string {
 	var names []string
 	for _, o := range objs {
 		if o.GetKind() == "ValidatingWebhookConfiguration" {
-			names = append(names, o.GetName())
+			// Registered under the local name, not the manifests' (see WebhookConfigurationName).
+			names = append(names, WebhookConfigurationName)
 		}
 	}
 	return names
