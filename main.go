@@ -73,6 +73,7 @@ type options struct {
 	leaseDuration      time.Duration
 	renewDeadline      time.Duration
 	retryPeriod        time.Duration
+	sso                ssoFlags
 }
 
 func main() {
@@ -113,6 +114,7 @@ func main() {
 	flag.DurationVar(&o.leaseDuration, "leader-elect-lease-duration", 15*time.Second, "How long a non-leader waits before it may take over an unrenewed lease.")
 	flag.DurationVar(&o.renewDeadline, "leader-elect-renew-deadline", 10*time.Second, "How long the leader keeps trying to renew before it gives up leadership.")
 	flag.DurationVar(&o.retryPeriod, "leader-elect-retry-period", 2*time.Second, "How often candidates retry acquiring or renewing the lease.")
+	o.sso.bind(flag.CommandLine)
 	zapOpts := zap.Options{Development: false}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -268,6 +270,8 @@ func run(o options) error {
 			DisableLastUsed:          o.lastUsedWrites <= 0,
 			OperatorNamespace:        o.operatorNamespace,
 			Issuer:                   o.issuer,
+			SSO:                      o.sso.options(),
+			SessionOrigins:           o.sso.origins(),
 		}); err != nil {
 			return fmt.Errorf("setting up the data plane: %w", err)
 		}

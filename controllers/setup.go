@@ -75,6 +75,9 @@ func SetupWithManager(mgr ctrl.Manager, opts Options) error {
 	if err := mgr.Add(keySet); err != nil {
 		return fmt.Errorf("adding the signing key set: %w", err)
 	}
+	if err := addSessions(mgr, opts); err != nil {
+		return err
+	}
 	deps := issuerDeps{keys: keySet, clock: opts.Clock}
 
 	for _, kind := range registry.Kinds() {

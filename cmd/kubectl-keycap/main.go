@@ -118,6 +118,9 @@ var commands = map[string]func(e *env, args []string) error{
 	"rotate":   runRotate,
 	"verify":   runVerify,
 	"activate": runActivate,
+	// SSO (sso.go).
+	"login-link": runLoginLink,
+	"logout":     runLogout,
 }
 
 // run is the whole plugin: it parses args (without the program name), runs the command and

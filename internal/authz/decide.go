@@ -22,6 +22,8 @@ var (
 	_ verifier = opaqueKeys{}
 	_ verifier = appTokens{}
 	_ verifier = licenses{}
+	_ verifier = sessionVerifier{}
+	_ verifier = claimsVerifier{}
 )
 
 // Reason is the stable, machine-readable code of a decision (wire.Reason).
@@ -74,6 +76,8 @@ type authorizer struct {
 	clock    clock.PassiveClock
 	ready    func() bool
 	verifier *apptoken.Verifier
+	// sessions opens session cookies; nil when the data plane serves no sessions.
+	sessions *sessions
 }
 
 // verifiers, one per form of presented credential.
@@ -81,11 +85,14 @@ var (
 	keysVerifier     verifier = opaqueKeys{}
 	tokensVerifier   verifier = appTokens{}
 	licensesVerifier verifier = licenses{}
+	sessionsVerifier verifier = sessionVerifier{}
 )
 
 // verifierFor returns the verifier of a presented credential's form.
 func verifierFor(p *wire.Presented) verifier {
 	switch {
+	case p.Session:
+		return sessionsVerifier
 	case p.License:
 		return licensesVerifier
 	case wire.LooksLikeJWT(p.Key):
@@ -100,11 +107,16 @@ func verifierFor(p *wire.Presented) verifier {
 // form's own (grace, seat, revocation), an inactive parent, then the route's namespaces, scopes
 // and entitlements.
 func (a *authorizer) decide(p *wire.Presented, req *Requirements, aud Audience) Decision {
+	return a.decideWith(verifierFor(p), p, req, aud)
+}
+
+// decideWith is decide with the given verifier (the SSO endpoints judge a login link's claims).
+func (a *authorizer) decideWith(v verifier, p *wire.Presented, req *Requirements, aud Audience) Decision {
 	if !a.ready() {
 		return Decision{Reason: wire.ReasonNotReady}
 	}
 	now := a.clock.Now()
-	d := verifierFor(p).verify(a, *p, aud, now)
+	d := v.verify(a, *p, aud, now)
 	if d.Reason != wire.ReasonOK {
 		return Decision{Reason: d.Reason}
 	}
@@ -270,6 +282,10 @@ func (licenses) verify(a *authorizer, p wire.Presented, _ Audience, now time.Tim
 // when the credential is projected (project) and lives and dies with that version.
 type derived struct {
 	narrowed atomic.Pointer[narrowed]
+	// createdUnix is the object's creation (session.Binding.CreatedAt), sessions its
+	// spec.sessions (nil when unset): what the session rule needs (session.go).
+	createdUnix int64
+	sessions    *sessionPolicy
 }
 
 type narrowed struct {
@@ -302,8 +318,10 @@ func narrowToParent(c, parent *index.Credential, scopes []string, header string)
 // data plane derives per version of the credential.
 func project(obj keycapv1alpha1.Credential) (*index.Credential, []index.KeyDigest) {
 	c, digests := registry.Project(obj)
-	if c.ParentKey != nil {
-		c.Derived = &derived{}
+	if _, opaque := obj.(keycapv1alpha1.OpaqueKeyCredential); c.ParentKey != nil || opaque {
+		d := &derived{}
+		projectSessions(obj, d)
+		c.Derived = d
 	}
 	return c, digests
 }

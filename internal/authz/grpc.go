@@ -13,6 +13,7 @@ import (
 
 	"github.com/keycap-dev/keycap/internal/authz/wire"
 	"github.com/keycap-dev/keycap/internal/routepolicy"
+	"github.com/keycap-dev/keycap/internal/session"
 )
 
 // Context extensions a route sets in Envoy (per-route ext_authz check_settings) to state its
@@ -49,6 +50,8 @@ func (s *grpcServer) Check(_ context.Context, req *authv3.CheckRequest) (resp *a
 	httpReq := attrs.GetRequest().GetHttp()
 	var form wire.Form
 	s.dp.formFromGRPC(httpReq.GetHeaders(), httpReq.GetHeaderMap(), &form)
+	headers := httpReq.GetHeaders()
+	form.SetOrigin(headers["sec-fetch-site"], headers["origin"], httpReq.GetMethod())
 	ext := attrs.GetContextExtensions()
 	scopes := [1]string{ext[ContextExtensionScopes]}
 	namespaces := [1]string{ext[ContextExtensionNamespaces]}
@@ -66,7 +69,28 @@ func (s *grpcServer) Check(_ context.Context, req *authv3.CheckRequest) (resp *a
 	if !d.Allowed() {
 		return s.dp.grpcDenied(reason), nil
 	}
-	return s.dp.grpcAllowed(&d, &p), nil
+	resp = s.dp.grpcAllowed(&d, &p)
+	if form.HasCookie() {
+		stripCookieUpstream(resp, &form)
+	}
+	return resp, nil
+}
+
+// stripCookieUpstream rewrites the upstream's Cookie header without keycap's session cookie
+// (removes it when nothing else is left), so the upstream never sees the session.
+func stripCookieUpstream(resp *authv3.CheckResponse, f *wire.Form) {
+	joined := f.CookieHeader()
+	stripped := session.StripCookie(joined)
+	if stripped == joined {
+		return
+	}
+	ok := resp.GetOkResponse()
+	if stripped == "" {
+		// The remove-list is shared between answers: extend a copy.
+		ok.HeadersToRemove = append(append(make([]string, 0, len(ok.HeadersToRemove)+1), ok.HeadersToRemove...), wire.HeaderCookie)
+		return
+	}
+	ok.Headers = append(ok.Headers, headerOption(wire.HeaderCookie, stripped))
 }
 
 // formFromGRPC reads the credential sources of a CheckRequest: the headers map (Envoy lowercases
@@ -85,6 +109,9 @@ func (dp *DataPlane) formFromGRPC(m map[string]string, hm *corev3.HeaderMap, f *
 	if v, ok := m[wire.HeaderInstanceID]; ok {
 		f.AddInstanceID(v)
 	}
+	if v, ok := m[wire.HeaderCookie]; ok {
+		f.SetCookie(v)
+	}
 	for _, h := range hm.GetHeaders() {
 		key := h.GetKey()
 		v := h.GetValue()
@@ -97,6 +124,9 @@ func (dp *DataPlane) formFromGRPC(m map[string]string, hm *corev3.HeaderMap, f *
 			continue
 		case strings.EqualFold(key, wire.HeaderInstanceID):
 			f.AddInstanceID(v)
+			continue
+		case strings.EqualFold(key, wire.HeaderCookie):
+			f.AddCookie(v)
 			continue
 		}
 		for i, name := range names {

@@ -7,6 +7,7 @@ import (
 	"github.com/keycap-dev/keycap/internal/activation"
 	"github.com/keycap-dev/keycap/internal/authz/wire"
 	"github.com/keycap-dev/keycap/internal/routepolicy"
+	"github.com/keycap-dev/keycap/internal/session"
 	"github.com/keycap-dev/keycap/internal/signing"
 )
 
@@ -33,6 +34,11 @@ func (dp *DataPlane) serveCheck(w http.ResponseWriter, r *http.Request) {
 	}()
 	var form wire.Form
 	dp.sources.FromHTTP(r.Header, &form)
+	// The original request's method: the check request's own (Envoy's HTTP ext_authz) and any a
+	// proxy states (Traefik, Caddy; nginx's auth_request subrequest is always a GET, so its
+	// location sets X-Original-Method). Any unsafe one counts.
+	form.SetOrigin(r.Header.Get("Sec-Fetch-Site"), r.Header.Get("Origin"),
+		r.Method, r.Header.Get("X-Forwarded-Method"), r.Header.Get("X-Original-Method"))
 	var req Requirements
 	var aud Audience
 	var scopes, namespaces, entitlements [4]string
@@ -46,7 +52,7 @@ func (dp *DataPlane) serveCheck(w http.ResponseWriter, r *http.Request) {
 	var policyScopes, policyEntitlements [8]string
 	rc := dp.routes.route(&routepolicy.View{Host: r.Host, Target: r.RequestURI, Method: r.Method, Header: r.Header, CheckPath: CheckPath}, rules[:0])
 	rc.addTo(&req, &aud, policyScopes[:0], policyEntitlements[:0])
-	_, d := dp.check(&form, &req, aud)
+	p, d := dp.check(&form, &req, aud)
 	rc.judge(&d)
 	reason = d.Reason
 	if !d.Allowed() {
@@ -68,13 +74,20 @@ func (dp *DataPlane) serveCheck(w http.ResponseWriter, r *http.Request) {
 	}
 	vals[wire.IdentityHeaderCount] = wire.ReasonOK.String()
 	h[canonicalReason] = vals[wire.IdentityHeaderCount:]
+	if p.Session || form.HasCookie() {
+		// The Cookie header without keycap's session cookie, for a proxy that replaces the
+		// upstream's Cookie from the answer (nginx), so the upstream never sees the session.
+		h[canonicalUpstreamCookie] = []string{session.StripCookie(form.CookieHeader())}
+	}
 	w.WriteHeader(http.StatusOK)
 }
 
 var (
 	canonicalReason    = wire.Canonical(wire.HeaderReason)
 	canonicalErrorBody = wire.Canonical(wire.HeaderErrorBody)
-	identityHeaders    = wire.IdentityHeaderNames()
+
+	canonicalUpstreamCookie = wire.Canonical(wire.HeaderUpstreamCookie)
+	identityHeaders         = wire.IdentityHeaderNames()
 )
 
 func (dp *DataPlane) httpDenied(w http.ResponseWriter, r Reason) {
@@ -102,5 +115,8 @@ func (dp *DataPlane) newHTTPMux() *http.ServeMux {
 	mux.HandleFunc(CheckPath+"/", dp.serveCheck)
 	mux.Handle(activation.Path, dp.activator)
 	mux.Handle("/.well-known/", signing.Handler(dp.publicKeys))
+	if dp.sso != nil {
+		dp.sso.Register(mux)
+	}
 	return mux
 }

@@ -1,6 +1,7 @@
 // Package authz is keycap's data plane: Envoy ext_authz over gRPC, HTTP forward-auth, licence
 // activation, SSO links and the JWKS, all answered from the in-memory credential index
-// (internal/index), which informers on the credential CRDs keep current. It reads no Secrets.
+// (internal/index), which informers on the credential CRDs keep current. The only Secret it
+// reads is the session keys' (SSO sessions, internal/sso).
 //
 // It runs in the manager as a Runnable that needs no leader election, so every replica serves.
 // It fails closed: until the informers have synced it is not ready and every check is denied
@@ -13,6 +14,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -35,17 +37,25 @@ import (
 	"github.com/keycap-dev/keycap/internal/index"
 	"github.com/keycap-dev/keycap/internal/registry"
 	"github.com/keycap-dev/keycap/internal/routepolicy"
+	"github.com/keycap-dev/keycap/internal/sessionkeys"
 	"github.com/keycap-dev/keycap/internal/signing"
+	"github.com/keycap-dev/keycap/internal/sso"
 )
 
-// The data plane reads the credential kinds and writes only their status (lastUsedAt). It has no
-// verbs on Secrets. `make manifests` writes these into config/rbac/authz.
+// The data plane reads the credential kinds and writes only their status (lastUsedAt). Its only
+// Secret verb is get on the session-key Secret (below). `make manifests` writes these into config/rbac/authz.
 // +kubebuilder:rbac:groups=keycap.dev,resources=apikeys;agentkeys;apptokens;licenses,verbs=get;list;watch
 // +kubebuilder:rbac:groups=keycap.dev,resources=apikeys/status;agentkeys/status;apptokens/status;licenses/status,verbs=patch
 // It reads the public signing keys (the ConfigMap keycap-public-keys in the operator namespace;
 // never the Secret) with uncached gets, and licence activations patch License status (above) after
 // an uncached get of the License. That one ConfigMap is all it may read besides the four kinds.
 // +kubebuilder:rbac:groups="",namespace=keycap-system,resources=configmaps,resourceNames=keycap-public-keys,verbs=get
+// SSO sessions: it reads the session keys (the one Secret keycap-session-keys; a session key
+// seals as well as opens, so there is no public half to publish) and records each redeemed login
+// link by creating a Lease named after it (internal/sso/links.go), which makes a link single-use
+// across replicas. It may not read, change or delete Leases.
+// +kubebuilder:rbac:groups="",namespace=keycap-system,resources=secrets,resourceNames=keycap-session-keys,verbs=get
+// +kubebuilder:rbac:groups=coordination.k8s.io,namespace=keycap-system,resources=leases,verbs=create
 
 // Options configure the data plane.
 type Options struct {
@@ -84,6 +94,22 @@ type Options struct {
 	// DisableLastUsed turns off lastUsedAt writes (the data plane then needs no status verbs).
 	DisableLastUsed bool
 
+	// SSO configures the SSO login endpoints (portal and login URLs, returnTo allow-list,
+	// session lifetime); its Clock is the data plane's.
+	SSO sso.Options
+	// SessionOrigins are the Origins a request only the session cookie authenticates may come
+	// from with an unsafe method when the browser sends no Sec-Fetch-Site (the CSRF rule).
+	SessionOrigins []string
+	// DisableSSO turns off sessions and the SSO endpoints (the data plane then needs neither the
+	// session-key Secret nor Leases).
+	DisableSSO bool
+	// LoginLinkClaimer records the single use of login links (default: a Lease per redeemed link
+	// in OperatorNamespace, sso.LeaseClaimer).
+	LoginLinkClaimer sso.Claimer
+	// SessionKeysRefreshInterval is how often the session keys are re-read (default
+	// sessionkeys.DefaultRefreshInterval).
+	SessionKeysRefreshInterval time.Duration
+
 	// TrustedRequestAttributes says where forward-auth requests state the original request's
 	// host, path and method, which RoutePolicies are matched on (default routepolicy.SourceEnvoy;
 	// gRPC always uses Envoy's attributes).
@@ -103,6 +129,10 @@ type DataPlane struct {
 	publicKeys *signing.PublicKeys
 	verifier   *apptoken.Verifier
 	activator  *activation.Activator
+
+	// sessionKeys and sso are nil with DisableSSO.
+	sessionKeys *sessionkeys.Reader
+	sso         *sso.Handler
 
 	// listening is set once both listeners are open; serving is closed once the data plane is
 	// listening and synced.
@@ -171,6 +201,11 @@ func SetupWithManager(mgr ctrl.Manager, opts Options) (*DataPlane, error) {
 	// optimistic concurrency; the index only finds which License a key belongs to.
 	dp.activator = activation.NewActivator(dp.index, mgr.GetAPIReader(), mgr.GetClient(), opts.Clock)
 	dp.authz = authorizer{index: dp.index, clock: opts.Clock, ready: dp.ready, verifier: dp.verifier}
+	if !opts.DisableSSO {
+		if err := dp.setupSSO(mgr); err != nil {
+			return nil, err
+		}
+	}
 	if !opts.DisableLastUsed {
 		dp.usage = newUsageRecorder(mgr.GetClient(), opts.Clock, opts.LastUsedFlushInterval, opts.LastUsedWritesPerSecond)
 	}
@@ -186,6 +221,26 @@ func SetupWithManager(mgr ctrl.Manager, opts Options) (*DataPlane, error) {
 		return nil, err
 	}
 	return dp, nil
+}
+
+// setupSSO adds the session credential source and the SSO endpoints.
+func (dp *DataPlane) setupSSO(mgr ctrl.Manager) error {
+	opts := dp.opts
+	dp.sessionKeys = sessionkeys.NewReader(mgr.GetAPIReader(), opts.OperatorNamespace, opts.SessionKeysRefreshInterval, nil)
+	if err := mgr.Add(dp.sessionKeys); err != nil {
+		return err
+	}
+	dp.authz.sessions = &sessions{keys: dp.sessionKeys.Keys}
+	dp.sources.SetSessionOrigins(opts.SessionOrigins)
+	claimer := opts.LoginLinkClaimer
+	if claimer == nil {
+		holder, _ := os.Hostname()
+		claimer = &sso.LeaseClaimer{Client: mgr.GetClient(), Namespace: opts.OperatorNamespace, Holder: holder, Clock: opts.Clock}
+	}
+	ssoOpts := opts.SSO
+	ssoOpts.Clock = opts.Clock
+	dp.sso = sso.New(ssoOpts, ssoCredentials{dp: dp}, dp.sessionKeys.Keys, claimer)
+	return nil
 }
 
 // NeedLeaderElection is false: every replica serves.
@@ -209,11 +264,17 @@ func (dp *DataPlane) check(f *wire.Form, req *Requirements, aud Audience) (wire.
 		if reason == wire.ReasonMissing && !dp.ready() {
 			reason = wire.ReasonNotReady
 		}
+		if p.Session {
+			sso.SessionCheckCounters[sessionResult(reason)].Inc()
+		}
 		return p, Decision{Reason: reason}
 	}
 	d := dp.authz.decide(&p, req, aud)
 	if d.Allowed() && dp.usage != nil {
 		dp.usage.record(d.slot, d.Credential, dp.authz.now())
+	}
+	if p.Session {
+		sso.SessionCheckCounters[sessionResult(d.Reason)].Inc()
 	}
 	return p, d
 }
