@@ -324,6 +324,23 @@ func TestDecisionReasons(t *testing.T) {
 			request: func(_ *testing.T, w *decisionWorld) http.Header { return bearer(w.token) },
 			route:   Requirements{Scopes: []string{"reports:write"}}, want: wire.ReasonInsufficientScope,
 		},
+		"AppToken: a token issued before status.tokensNotBefore is REVOKED": {
+			arrange: func(_ *testing.T, w *decisionWorld) {
+				w.clk.Step(time.Minute)
+				nb := metav1.NewTime(w.clk.Now())
+				w.at.Status.TokensNotBefore = &nb
+				w.upsert(w.at)
+			},
+			request: func(_ *testing.T, w *decisionWorld) http.Header { return bearer(w.token) }, want: wire.ReasonRevoked,
+		},
+		"AppToken: a token issued at status.tokensNotBefore is allowed": {
+			arrange: func(_ *testing.T, w *decisionWorld) {
+				nb := metav1.NewTime(t0)
+				w.at.Status.TokensNotBefore = &nb
+				w.upsert(w.at)
+			},
+			request: func(_ *testing.T, w *decisionWorld) http.Header { return bearer(w.token) }, want: wire.ReasonOK,
+		},
 		"AppToken: a JWT that does not parse is MALFORMED": {
 			request: func(*testing.T, *decisionWorld) http.Header { return bearer("eyJhbGciOiJFZERTQSJ9.e30.x") },
 			want:    wire.ReasonMalformed,
