@@ -11,22 +11,32 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	keycapv1alpha1 "github.com/keycap-dev/keycap/api/v1alpha1"
+	"github.com/keycap-dev/keycap/internal/registry"
 )
 
 // ssoKind resolves KIND for the SSO commands: only ApiKeys and AgentKeys log into a portal.
-func ssoKind(command, s string) (*kind, error) {
-	k, err := lookupKind(s)
-	if err != nil {
-		return nil, err
+func ssoKind(command, s string) (*registry.Kind, error) {
+	k, ok := registry.Lookup(s)
+	if !ok {
+		return nil, usagef("unknown kind %q: %s works for apikey and agentkey", s, command)
 	}
-	if k.name != keycapv1alpha1.KindApiKey && k.name != keycapv1alpha1.KindAgentKey {
-		return nil, usagef("%s works for ApiKeys and AgentKeys, not %s", command, k.name)
+	if k.Name != keycapv1alpha1.KindApiKey && k.Name != keycapv1alpha1.KindAgentKey {
+		return nil, usagef("%s works for ApiKeys and AgentKeys, not %s", command, k.Name)
 	}
 	return k, nil
+}
+
+// ssoNotFound says which object is missing.
+func ssoNotFound(err error, k *registry.Kind, namespace, name string) error {
+	if apierrors.IsNotFound(err) {
+		return fmt.Errorf("%s %s/%s not found", k.Name, namespace, name)
+	}
+	return err
 }
 
 // runLogout ends every SSO session of a credential ("log out everywhere") by setting its
@@ -50,15 +60,15 @@ func runLogout(e *env, args []string) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), e.timeout)
 	defer cancel()
-	obj := k.newObject()
+	obj := k.New()
 	obj.SetNamespace(namespace)
 	obj.SetName(pos[1])
 	now := time.Now().UTC().Format(time.RFC3339)
 	patch := client.RawPatch(types.MergePatchType, []byte(`{"spec":{"sessions":{"notBefore":"`+now+`"}}}`))
 	if err := c.Patch(ctx, obj, patch); err != nil {
-		return notFound(err, k, namespace, pos[1])
+		return ssoNotFound(err, k, namespace, pos[1])
 	}
-	fmt.Fprintf(e.stdout, "%s %s/%s: every SSO session logged in until %s has ended.\n", k.name, namespace, pos[1], now)
+	fmt.Fprintf(e.stdout, "%s %s/%s: every SSO session logged in until %s has ended.\n", k.Name, namespace, pos[1], now)
 	return nil
 }
 
@@ -85,22 +95,19 @@ func runLoginLink(e *env, args []string) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), e.timeout)
 	defer cancel()
-	obj := k.newObject()
+	obj := k.New()
 	if err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: pos[1]}, obj); err != nil {
-		return notFound(err, k, namespace, pos[1])
+		return ssoNotFound(err, k, namespace, pos[1])
 	}
-	secretName := specSecretName(obj)
-	if secretName == "" {
-		secretName = obj.GetName()
-	}
+	secretName := keycapv1alpha1.SecretNameOf(obj)
 	var secret corev1.Secret
 	if err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: secretName}, &secret); err != nil {
 		return fmt.Errorf("reading Secret %s/%s: %w", namespace, secretName, err)
 	}
-	key := strings.TrimSpace(string(secret.Data[k.secretKey]))
+	key := strings.TrimSpace(string(secret.Data[k.SecretDataKey]))
 	if key == "" {
 		return fmt.Errorf("Secret %s/%s holds no %s (a bring-your-own keyHash credential?): "+
-			"POST %s/auth/login-links with your key in the x-api-key header", namespace, secretName, k.secretKey, strings.TrimSuffix(*base, "/"))
+			"POST %s/auth/login-links with your key in the x-api-key header", namespace, secretName, k.SecretDataKey, strings.TrimSuffix(*base, "/"))
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(*base, "/")+"/auth/login-links", bytes.NewReader(nil))
 	if err != nil {
