@@ -86,24 +86,24 @@ func runCreate(e *env, args []string) error {
 	if err := c.Create(ctx, obj); err != nil {
 		if apierrors.IsAlreadyExists(err) {
 			return fmt.Errorf("%s %s/%s already exists; keycap prints a key only when it creates one (use 'kubectl keycap rotate' for a new key)",
-				k.name, namespace, obj.GetName())
+				k.Name, namespace, obj.GetName())
 		}
-		return fmt.Errorf("creating %s %s/%s: %w", k.name, namespace, obj.GetName(), explain(err))
+		return fmt.Errorf("creating %s %s/%s: %w", k.Name, namespace, obj.GetName(), explain(err))
 	}
 	issued, err := waitForKey(ctx, c, obj, e.timeout, func(credential) bool { return true })
 	if err != nil {
 		return fmt.Errorf("%w\nThe %s was created; delete it with 'kubectl keycap revoke %s %s --delete -n %s'",
-			err, k.name, strings.ToLower(k.name), obj.GetName(), namespace)
+			err, k.Name, strings.ToLower(k.Name), obj.GetName(), namespace)
 	}
 	return e.printKey(issued, "created")
 }
 
 // kindFlags are the create flags that apply to one kind only; the others apply to all.
 var kindFlags = map[string][]string{
-	"ApiKey":   {"prefix", "rotate-every", "grace", "expires-in"},
-	"AgentKey": {"parent", "agent", "label", "rotate-every", "grace", "expires-in"},
-	"AppToken": {"audience", "subject", "label", "duration"},
-	"License":  {"product", "plan", "customer", "max-instances", "entitlements", "expires-in"},
+	keycapv1alpha1.KindApiKey:   {"prefix", "rotate-every", "grace", "expires-in"},
+	keycapv1alpha1.KindAgentKey: {"parent", "agent", "label", "rotate-every", "grace", "expires-in"},
+	keycapv1alpha1.KindAppToken: {"audience", "subject", "label", "duration"},
+	keycapv1alpha1.KindLicense:  {"product", "plan", "customer", "max-instances", "entitlements", "expires-in"},
 }
 
 // checkCreateFlags refuses a flag given for a kind it does not apply to, rather than ignoring it.
@@ -115,13 +115,13 @@ func checkCreateFlags(fs *flag.FlagSet, k *kind) error {
 		}
 	}
 	allowed := map[string]bool{}
-	for _, n := range kindFlags[k.name] {
+	for _, n := range kindFlags[k.Name] {
 		allowed[n] = true
 	}
 	var err error
 	fs.Visit(func(fl *flag.Flag) {
 		if err == nil && specific[fl.Name] && !allowed[fl.Name] {
-			err = usagef("--%s does not apply to %s", fl.Name, k.name)
+			err = usagef("--%s does not apply to %s", fl.Name, k.Name)
 		}
 	})
 	return err
@@ -135,7 +135,7 @@ func isSet(fs *flag.FlagSet, name string) bool {
 }
 
 // object builds the credential to create.
-func (f *createFlags) object(k *kind, name string) (client.Object, error) {
+func (f *createFlags) object(k *kind, name string) (keycapv1alpha1.Credential, error) {
 	common := keycapv1alpha1.CredentialSpec{Description: f.description, Scopes: splitList(f.scopes), SecretName: f.secretName}
 	var lifetime keycapv1alpha1.Lifetime
 	if f.expiresIn < 0 {
@@ -157,12 +157,12 @@ func (f *createFlags) object(k *kind, name string) (client.Object, error) {
 		return nil, usagef("--rotate-every must be positive")
 	}
 	meta := metav1.ObjectMeta{Name: name}
-	switch k.name {
-	case "ApiKey":
+	switch k.Name {
+	case keycapv1alpha1.KindApiKey:
 		return &keycapv1alpha1.ApiKey{ObjectMeta: meta, Spec: keycapv1alpha1.ApiKeySpec{
 			CredentialSpec: common, Lifetime: lifetime, OpaqueKeySpec: opaque, Prefix: f.prefix,
 		}}, nil
-	case "AgentKey":
+	case keycapv1alpha1.KindAgentKey:
 		if f.parent == "" || f.agent == "" {
 			return nil, usagef("create agentkey needs --parent APIKEY and --agent ID")
 		}
@@ -170,7 +170,7 @@ func (f *createFlags) object(k *kind, name string) (client.Object, error) {
 			CredentialSpec: common, Lifetime: lifetime, OpaqueKeySpec: opaque,
 			APIKeyRef: keycapv1alpha1.ApiKeyReference{Name: f.parent}, Agent: f.agent, Label: f.label,
 		}}, nil
-	case "AppToken":
+	case keycapv1alpha1.KindAppToken:
 		audiences := splitList(f.audience)
 		if len(audiences) == 0 {
 			return nil, usagef("create apptoken needs --audience")
@@ -183,7 +183,7 @@ func (f *createFlags) object(k *kind, name string) (client.Object, error) {
 			spec.Duration = &metav1.Duration{Duration: f.duration}
 		}
 		return &keycapv1alpha1.AppToken{ObjectMeta: meta, Spec: spec}, nil
-	case "License":
+	case keycapv1alpha1.KindLicense:
 		if f.product == "" {
 			return nil, usagef("create license needs --product")
 		}
@@ -195,7 +195,7 @@ func (f *createFlags) object(k *kind, name string) (client.Object, error) {
 			Entitlements: splitList(f.entitlements), MaxInstances: int32(f.maxInstances), //nolint:gosec // bounded above
 		}}, nil
 	}
-	return nil, fmt.Errorf("create: unexpected kind %s", k.name)
+	return nil, usagef("create does not know the fields of %s; write its manifest and kubectl apply it", k.Name)
 }
 
 // issuedKey is a credential with the key its Secret holds.
@@ -210,12 +210,13 @@ var terminalReasons = map[string]bool{
 	keycapv1alpha1.ReasonInvalidSpec:    true,
 	keycapv1alpha1.ReasonDisabled:       true,
 	keycapv1alpha1.ReasonExpired:        true,
+	keycapv1alpha1.ReasonDuplicateKey:   true,
 }
 
 // waitForKey waits until obj is Ready for its current generation, done accepts it, and its Secret
 // holds the key that the status describes (same key ID; for opaque keys the digest listed first).
 // It returns the key, or an error quoting the Ready condition.
-func waitForKey(ctx context.Context, c client.Client, obj client.Object, timeout time.Duration, done func(credential) bool) (*issuedKey, error) {
+func waitForKey(ctx context.Context, c client.Client, obj keycapv1alpha1.Credential, timeout time.Duration, done func(credential) bool) (*issuedKey, error) {
 	key := client.ObjectKeyFromObject(obj)
 	var last credential
 	var found *issuedKey
@@ -231,7 +232,7 @@ func waitForKey(ctx context.Context, c client.Client, obj client.Object, timeout
 		last = view(obj)
 		if cond := last.ready(); cond != nil && cond.Status != metav1.ConditionTrue &&
 			cond.ObservedGeneration == obj.GetGeneration() && terminalReasons[cond.Reason] {
-			return false, fmt.Errorf("%s %s is not Ready: %s: %s", last.kind.name, key, cond.Reason, cond.Message)
+			return false, fmt.Errorf("%s %s is not Ready: %s: %s", last.kind.Name, key, cond.Reason, cond.Message)
 		}
 		if !last.readyCurrent() || !done(last) {
 			return false, nil
@@ -247,7 +248,7 @@ func waitForKey(ctx context.Context, c client.Client, obj client.Object, timeout
 			lastErr = err
 			return false, nil
 		}
-		value := string(secret.Data[last.kind.secretKey])
+		value := string(secret.Data[last.kind.SecretDataKey])
 		if value == "" || !secretMatches(last, &secret, value) {
 			return false, nil
 		}
@@ -266,7 +267,7 @@ func waitForKey(ctx context.Context, c client.Client, obj client.Object, timeout
 		}
 		return nil, fmt.Errorf("timed out after %s reading %s", timeout, key)
 	}
-	msg := fmt.Sprintf("%s %s is not Ready after %s", last.kind.name, key, timeout)
+	msg := fmt.Sprintf("%s %s is not Ready after %s", last.kind.Name, key, timeout)
 	if cond := last.ready(); cond != nil {
 		msg += fmt.Sprintf(": Ready=%s, reason %s: %s", cond.Status, cond.Reason, cond.Message)
 	} else {
@@ -283,7 +284,7 @@ func secretMatches(c credential, secret *corev1.Secret, value string) bool {
 	if id := secret.Annotations[keycapv1alpha1.AnnotationKeyID]; id != "" && id != c.status.KeyID {
 		return false
 	}
-	if c.kind.opaque {
+	if c.kind.FoundByDigest {
 		return len(c.digests) > 0 && keys.Digest(value) == c.digests[0]
 	}
 	return true
@@ -315,11 +316,11 @@ func (e *env) printKey(k *issuedKey, what string) error {
 		// An AppToken's token is one of a series: the Secret always holds a current one.
 		fmt.Fprintf(e.stderr, "AppToken %s/%s %s: key ID %s; this token expires at %s.\n"+
 			"keycap renews it into Secret %s/%s (data key %s) before then: workloads read the token from the Secret, not from this copy.\n",
-			ns, name, what, k.status.KeyID, orNone(formatTime(at.Status.TokenExpiresAt)), ns, k.secretName(), k.kind.secretKey)
+			ns, name, what, k.status.KeyID, orNone(formatTime(at.Status.TokenExpiresAt)), ns, k.secretName(), k.kind.SecretDataKey)
 		return nil
 	}
 	fmt.Fprintf(e.stderr, "%s %s/%s %s: key ID %s, hint %s.\n"+
 		"Store the key now: kubectl keycap will not show it again (it stays only in Secret %s/%s, data key %s).\n",
-		k.kind.name, ns, name, what, k.status.KeyID, k.status.Hint, ns, k.secretName(), k.kind.secretKey)
+		k.kind.Name, ns, name, what, k.status.KeyID, k.status.Hint, ns, k.secretName(), k.kind.SecretDataKey)
 	return nil
 }

@@ -14,68 +14,32 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	keycapv1alpha1 "github.com/keycap-dev/keycap/api/v1alpha1"
+	"github.com/keycap-dev/keycap/internal/registry"
 )
 
-// kind describes one credential kind for the plugin.
-type kind struct {
-	// name is the Kind, e.g. "ApiKey".
-	name string
-	// aliases are what a user may type: singular, plural, short name.
-	aliases []string
-	// secretKey is the Secret data key that holds the credential.
-	secretKey string
-	// opaque kinds carry status.digests and can be verified by digest.
-	opaque bool
-	// rotatable kinds honour the keycap.dev/rotate annotation.
-	rotatable bool
-	newObject func() client.Object
-	newList   func() client.ObjectList
-}
+// kind is a credential kind as the registry describes it: every command iterates
+// registry.Kinds() and finds kinds with registry.Lookup, so the plugin keeps no list of its own.
+type kind = registry.Kind
 
-// kinds in the order list shows them.
-var kinds = []*kind{
-	{
-		name: "ApiKey", aliases: []string{"apikey", "apikeys", "ak"}, secretKey: keycapv1alpha1.ApiKeySecretKey,
-		opaque: true, rotatable: true,
-		newObject: func() client.Object { return &keycapv1alpha1.ApiKey{} },
-		newList:   func() client.ObjectList { return &keycapv1alpha1.ApiKeyList{} },
-	},
-	{
-		name: "AgentKey", aliases: []string{"agentkey", "agentkeys", "agk"}, secretKey: keycapv1alpha1.AgentKeySecretKey,
-		opaque: true, rotatable: true,
-		newObject: func() client.Object { return &keycapv1alpha1.AgentKey{} },
-		newList:   func() client.ObjectList { return &keycapv1alpha1.AgentKeyList{} },
-	},
-	{
-		name: "AppToken", aliases: []string{"apptoken", "apptokens", "at"}, secretKey: keycapv1alpha1.AppTokenSecretKey,
-		newObject: func() client.Object { return &keycapv1alpha1.AppToken{} },
-		newList:   func() client.ObjectList { return &keycapv1alpha1.AppTokenList{} },
-	},
-	{
-		name: "License", aliases: []string{"license", "licenses", "licence", "licences", "lic"}, secretKey: keycapv1alpha1.LicenseKeySecretKey,
-		opaque:    true,
-		newObject: func() client.Object { return &keycapv1alpha1.License{} },
-		newList:   func() client.ObjectList { return &keycapv1alpha1.LicenseList{} },
-	},
-}
+// kinds are the credential kinds in the order list shows them.
+var kinds = registry.Kinds()
 
 // lookupKind finds a kind by what the user typed (case-insensitive; "apikey.keycap.dev" works).
 func lookupKind(s string) (*kind, error) {
-	s = strings.TrimSuffix(strings.ToLower(s), "."+keycapv1alpha1.GroupVersion.Group)
-	for _, k := range kinds {
-		for _, a := range k.aliases {
-			if s == a {
-				return k, nil
-			}
-		}
+	if k, ok := registry.Lookup(s); ok {
+		return k, nil
 	}
-	return nil, usagef("unknown kind %q: use apikey, agentkey, apptoken or license", s)
+	names := make([]string, 0, len(kinds))
+	for _, k := range kinds {
+		names = append(names, strings.ToLower(k.Name))
+	}
+	return nil, usagef("unknown kind %q: use %s", s, strings.Join(names, ", "))
 }
 
 // credential is the view of any credential kind that the commands need.
 type credential struct {
 	kind     *kind
-	obj      client.Object
+	obj      keycapv1alpha1.Credential
 	disabled bool
 	status   *keycapv1alpha1.CredentialStatus
 	// digests and previousValidUntil are set for the opaque kinds.
@@ -85,38 +49,74 @@ type credential struct {
 	details [][2]string
 }
 
-// view returns the credential view of obj, one of the four kinds.
-func view(obj client.Object) credential {
-	c := credential{obj: obj}
+// view returns the credential view of obj, a credential of any registry kind.
+func view(obj keycapv1alpha1.Credential) credential {
+	c := credential{
+		kind: registry.Of(obj), obj: obj,
+		disabled: obj.GetCredentialSpec().Disabled, status: obj.GetCredentialStatus(),
+		digests: obj.GetStatusDigests(),
+	}
+	if o, ok := obj.(keycapv1alpha1.OpaqueKeyCredential); ok {
+		c.previousValidUntil = o.GetOpaqueKeyStatus().PreviousKeyValidUntil
+	}
 	add := func(name, value string) {
 		if value != "" {
 			c.details = append(c.details, [2]string{name, value})
 		}
 	}
-	switch o := obj.(type) {
-	case *keycapv1alpha1.ApiKey:
-		c.kind, c.disabled, c.status = kinds[0], o.Spec.Disabled, &o.Status.CredentialStatus
-		c.digests, c.previousValidUntil = o.Status.Digests, o.Status.PreviousKeyValidUntil
-		add("Prefix", o.Spec.Prefix)
-		addCommon(add, &o.Spec.CredentialSpec)
-		addLifetime(add, &o.Spec.Lifetime)
-		addOpaque(add, &o.Spec.OpaqueKeySpec)
-	case *keycapv1alpha1.AgentKey:
-		c.kind, c.disabled, c.status = kinds[1], o.Spec.Disabled, &o.Status.CredentialStatus
-		c.digests, c.previousValidUntil = o.Status.Digests, o.Status.PreviousKeyValidUntil
+	if describe, ok := kindDetails[c.kind.Name]; ok {
+		describe(obj, add)
+	}
+	addCommon(add, obj.GetCredentialSpec())
+	if l := obj.GetLifetime(); l.ExpiresAt != nil || l.Duration != nil {
+		addLifetime(add, &l)
+	}
+	if o, ok := obj.(keycapv1alpha1.OpaqueKeyCredential); ok {
+		addOpaque(add, o.GetOpaqueKeySpec())
+	}
+	if describe, ok := kindStatusDetails[c.kind.Name]; ok {
+		describe(obj, add)
+	}
+	return c
+}
+
+// kindDetails add the spec fields only one kind has, shown by get before the common ones. A kind
+// without an entry is shown with the common fields only.
+var kindDetails = map[string]func(keycapv1alpha1.Credential, func(string, string)){
+	keycapv1alpha1.KindApiKey: func(obj keycapv1alpha1.Credential, add func(string, string)) {
+		add("Prefix", obj.(*keycapv1alpha1.ApiKey).Spec.Prefix)
+	},
+	keycapv1alpha1.KindAgentKey: func(obj keycapv1alpha1.Credential, add func(string, string)) {
+		o := obj.(*keycapv1alpha1.AgentKey)
 		add("Parent", o.Spec.APIKeyRef.Name)
 		add("Agent", o.Spec.Agent)
 		add("Label", o.Spec.Label)
-		addCommon(add, &o.Spec.CredentialSpec)
-		addLifetime(add, &o.Spec.Lifetime)
-		addOpaque(add, &o.Spec.OpaqueKeySpec)
-		add("Parent key ID", o.Status.ParentKeyID)
-	case *keycapv1alpha1.AppToken:
-		c.kind, c.disabled, c.status = kinds[2], o.Spec.Disabled, &o.Status.CredentialStatus
+	},
+	keycapv1alpha1.KindAppToken: func(obj keycapv1alpha1.Credential, add func(string, string)) {
+		o := obj.(*keycapv1alpha1.AppToken)
 		add("Subject", o.Spec.Subject)
 		add("Audiences", strings.Join(o.Spec.Audiences, ","))
 		add("Label", o.Spec.Label)
-		addCommon(add, &o.Spec.CredentialSpec)
+	},
+	keycapv1alpha1.KindLicense: func(obj keycapv1alpha1.Credential, add func(string, string)) {
+		o := obj.(*keycapv1alpha1.License)
+		add("Product", o.Spec.Product)
+		add("Customer", o.Spec.Customer)
+		add("Plan", o.Spec.Plan)
+		add("Entitlements", strings.Join(o.Spec.Entitlements, ","))
+		if o.Spec.MaxInstances != 0 {
+			add("Max instances", fmt.Sprint(o.Spec.MaxInstances))
+		}
+	},
+}
+
+// kindStatusDetails add the fields only one kind has that get shows after the common ones.
+var kindStatusDetails = map[string]func(keycapv1alpha1.Credential, func(string, string)){
+	keycapv1alpha1.KindAgentKey: func(obj keycapv1alpha1.Credential, add func(string, string)) {
+		add("Parent key ID", obj.(*keycapv1alpha1.AgentKey).Status.ParentKeyID)
+	},
+	keycapv1alpha1.KindAppToken: func(obj keycapv1alpha1.Credential, add func(string, string)) {
+		o := obj.(*keycapv1alpha1.AppToken)
 		if o.Spec.Duration != nil {
 			add("Token duration", o.Spec.Duration.Duration.String())
 		}
@@ -127,26 +127,14 @@ func view(obj client.Object) credential {
 		add("Token expires at", formatTime(o.Status.TokenExpiresAt))
 		add("Renew at", formatTime(o.Status.RenewAt))
 		add("Signing key ID", o.Status.SigningKeyID)
-	case *keycapv1alpha1.License:
-		c.kind, c.disabled, c.status = kinds[3], o.Spec.Disabled, &o.Status.CredentialStatus
-		c.digests = o.Status.Digests
-		add("Product", o.Spec.Product)
-		add("Customer", o.Spec.Customer)
-		add("Plan", o.Spec.Plan)
-		add("Entitlements", strings.Join(o.Spec.Entitlements, ","))
-		if o.Spec.MaxInstances != 0 {
-			add("Max instances", fmt.Sprint(o.Spec.MaxInstances))
-		}
-		addCommon(add, &o.Spec.CredentialSpec)
-		addLifetime(add, &o.Spec.Lifetime)
+	},
+	keycapv1alpha1.KindLicense: func(obj keycapv1alpha1.Credential, add func(string, string)) {
+		o := obj.(*keycapv1alpha1.License)
 		add("Activations", fmt.Sprint(len(o.Status.Activations)))
 		for _, a := range o.Status.Activations {
 			add("  "+a.InstanceID, fmt.Sprintf("activated %s, last seen %s", formatTime(&a.ActivatedAt), formatTime(&a.LastSeenAt)))
 		}
-	default:
-		panic(fmt.Sprintf("view: unexpected %T", obj))
-	}
-	return c
+	},
 }
 
 func addCommon(add func(string, string), spec *keycapv1alpha1.CredentialSpec) {
@@ -203,47 +191,19 @@ func (c credential) secretName() string {
 	if c.status.SecretName != "" {
 		return c.status.SecretName
 	}
-	if s := specSecretName(c.obj); s != "" {
-		return s
-	}
-	return c.obj.GetName()
+	return keycapv1alpha1.SecretNameOf(c.obj)
 }
 
-func specSecretName(obj client.Object) string {
-	switch o := obj.(type) {
-	case *keycapv1alpha1.ApiKey:
-		return o.Spec.SecretName
-	case *keycapv1alpha1.AgentKey:
-		return o.Spec.SecretName
-	case *keycapv1alpha1.AppToken:
-		return o.Spec.SecretName
-	case *keycapv1alpha1.License:
-		return o.Spec.SecretName
-	}
-	return ""
-}
-
-// listItems returns the items of a typed credential list as objects, sorted by namespace and name.
-func listItems(list client.ObjectList) ([]client.Object, error) {
-	items, err := meta.ExtractList(list)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]client.Object, 0, len(items))
-	for _, item := range items {
-		o, ok := item.(client.Object)
-		if !ok {
-			return nil, fmt.Errorf("unexpected list item %T", item)
-		}
-		out = append(out, o)
-	}
+// listItems returns the items of a credential list, sorted by namespace and name.
+func listItems(list keycapv1alpha1.CredentialList) []keycapv1alpha1.Credential {
+	out := list.Credentials()
 	sort.Slice(out, func(i, j int) bool {
 		if out[i].GetNamespace() != out[j].GetNamespace() {
 			return out[i].GetNamespace() < out[j].GetNamespace()
 		}
 		return out[i].GetName() < out[j].GetName()
 	})
-	return out, nil
+	return out
 }
 
 // formatTime formats t in RFC 3339 (UTC), or "" for nil.

@@ -12,6 +12,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/duration"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	keycapv1alpha1 "github.com/keycap-dev/keycap/api/v1alpha1"
 )
 
 func runList(e *env, args []string) error {
@@ -71,7 +73,7 @@ func runList(e *env, args []string) error {
 	}
 	fmt.Fprintln(tw, header)
 	for _, cr := range creds {
-		row := []string{cr.obj.GetName(), cr.kind.name, cr.readyColumn(), orNone(cr.status.Hint),
+		row := []string{cr.obj.GetName(), cr.kind.Name, cr.readyColumn(), orNone(cr.status.Hint),
 			orNone(formatTime(cr.status.ExpiresAt)), orNone(ago(now, cr.status.LastUsedAt)), age(now, cr.obj.GetCreationTimestamp())}
 		if e.allNamespaces {
 			row = append([]string{cr.obj.GetNamespace()}, row...)
@@ -116,7 +118,7 @@ func runGet(e *env, args []string) error {
 	line := func(name, value string) { fmt.Fprintf(tw, "%s:\t%s\n", name, value) }
 	line("Name", obj.GetName())
 	line("Namespace", obj.GetNamespace())
-	line("Kind", k.name)
+	line("Kind", k.Name)
 	line("Created", formatTime(ptrTime(obj.GetCreationTimestamp()))+" ("+age(now, obj.GetCreationTimestamp())+" ago)")
 	for _, d := range cr.details {
 		line(d[0], d[1])
@@ -124,7 +126,7 @@ func runGet(e *env, args []string) error {
 	s := cr.status
 	line("Key ID", orNone(s.KeyID))
 	line("Hint", orNone(s.Hint))
-	if k.opaque {
+	if k.FoundByDigest {
 		line("Digests (SHA-256)", orNone(strings.Join(cr.digests, ", ")))
 		if cr.previousValidUntil != nil {
 			line("Previous key valid until", formatTime(cr.previousValidUntil))
@@ -155,15 +157,11 @@ func runGet(e *env, args []string) error {
 func listCredentials(ctx context.Context, c client.Client, ks []*kind, opts ...client.ListOption) ([]credential, error) {
 	var creds []credential
 	for _, k := range ks {
-		list := k.newList()
+		list := k.NewList()
 		if err := c.List(ctx, list, opts...); err != nil {
-			return nil, fmt.Errorf("listing %ss: %w", k.name, explain(err))
+			return nil, fmt.Errorf("listing %ss: %w", k.Name, explain(err))
 		}
-		items, err := listItems(list)
-		if err != nil {
-			return nil, err
-		}
-		for _, o := range items {
+		for _, o := range listItems(list) {
 			creds = append(creds, view(o))
 		}
 	}
@@ -172,8 +170,8 @@ func listCredentials(ctx context.Context, c client.Client, ks []*kind, opts ...c
 
 // getCredential reads the object of kind k named name in namespace; a NotFound error becomes a
 // plain sentence.
-func getCredential(ctx context.Context, c client.Client, k *kind, namespace, name string) (client.Object, error) {
-	obj := k.newObject()
+func getCredential(ctx context.Context, c client.Client, k *kind, namespace, name string) (keycapv1alpha1.Credential, error) {
+	obj := k.New()
 	if err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, obj); err != nil {
 		return nil, notFound(err, k, namespace, name)
 	}
@@ -191,7 +189,7 @@ type credentialJSON struct {
 }
 
 func (c credential) json() credentialJSON {
-	return credentialJSON{Kind: c.kind.name, Namespace: c.obj.GetNamespace(), Name: c.obj.GetName(), Ready: c.readyColumn(), Object: c.obj}
+	return credentialJSON{Kind: c.kind.Name, Namespace: c.obj.GetNamespace(), Name: c.obj.GetName(), Ready: c.readyColumn(), Object: c.obj}
 }
 
 func writeJSON(e *env, v any) error {
@@ -203,9 +201,9 @@ func writeJSON(e *env, v any) error {
 // notFound turns a NotFound error into a plain sentence.
 func notFound(err error, k *kind, namespace, name string) error {
 	if apierrors.IsNotFound(err) {
-		return fmt.Errorf("%s %q not found in namespace %s", k.name, name, namespace)
+		return fmt.Errorf("%s %q not found in namespace %s", k.Name, name, namespace)
 	}
-	return fmt.Errorf("reading %s %s/%s: %w", k.name, namespace, name, explain(err))
+	return fmt.Errorf("reading %s %s/%s: %w", k.Name, namespace, name, explain(err))
 }
 
 func orNone(s string) string {

@@ -12,6 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	keycapv1alpha1 "github.com/keycap-dev/keycap/api/v1alpha1"
+	"github.com/keycap-dev/keycap/internal/lifecycle"
 )
 
 func runRevoke(e *env, args []string) error {
@@ -34,14 +35,14 @@ func runRevoke(e *env, args []string) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), e.timeout)
 	defer cancel()
-	obj := k.newObject()
+	obj := k.New()
 	obj.SetNamespace(namespace)
 	obj.SetName(pos[1])
 	if *del {
 		if err := c.Delete(ctx, obj); err != nil {
 			return notFound(err, k, namespace, pos[1])
 		}
-		fmt.Fprintf(e.stdout, "%s %s/%s deleted; its Secret is garbage-collected with it.\n", k.name, namespace, pos[1])
+		fmt.Fprintf(e.stdout, "%s %s/%s deleted; its Secret is garbage-collected with it.\n", k.Name, namespace, pos[1])
 		return nil
 	}
 	// A merge patch touches only spec.disabled, whatever else changes concurrently.
@@ -51,7 +52,7 @@ func runRevoke(e *env, args []string) error {
 	}
 	fmt.Fprintf(e.stdout, "%s %s/%s disabled: the data plane refuses it from now on. Its Secret is kept; "+
 		"re-enable it with: kubectl patch %s %s -n %s --type=merge -p '{\"spec\":{\"disabled\":false}}'\n",
-		k.name, namespace, pos[1], strings.ToLower(k.name), pos[1], namespace)
+		k.Name, namespace, pos[1], strings.ToLower(k.Name), pos[1], namespace)
 	return nil
 }
 
@@ -72,8 +73,8 @@ func runRotate(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if !k.rotatable {
-		return usagef("%s cannot be rotated by request; only apikey and agentkey can", k.name)
+	if !k.OpaqueKey {
+		return usagef("%s cannot be rotated by request; only apikey and agentkey can", k.Name)
 	}
 	c, namespace, err := e.connect()
 	if err != nil {
@@ -87,10 +88,10 @@ func runRotate(e *env, args []string) error {
 	}
 	before := view(obj)
 	if keyHash(obj) != "" {
-		return fmt.Errorf("%s %s/%s has a bring-your-own keyHash: keycap holds no key to rotate; create a new key and change spec.keyHash", k.name, namespace, pos[1])
+		return fmt.Errorf("%s %s/%s has a bring-your-own keyHash: keycap holds no key to rotate; create a new key and change spec.keyHash", k.Name, namespace, pos[1])
 	}
 	if before.disabled {
-		return fmt.Errorf("%s %s/%s is disabled; enable it before rotating", k.name, namespace, pos[1])
+		return fmt.Errorf("%s %s/%s is disabled; enable it before rotating", k.Name, namespace, pos[1])
 	}
 	// The controller keeps the previous key for spec.rotation.gracePeriod; without one, a rotation
 	// cuts off every client still holding the current key, so that takes an explicit --no-grace.
@@ -98,7 +99,7 @@ func runRotate(e *env, args []string) error {
 		return fmt.Errorf("%s %s/%s has no grace period (spec.rotation.gracePeriod): rotating it now stops its current key at once.\n"+
 			"Run again with --no-grace to do that, or first give it a rotation policy with a grace period, e.g.\n"+
 			"  kubectl patch %s %s -n %s --type=merge -p '{\"spec\":{\"rotation\":{\"every\":\"2160h\",\"gracePeriod\":\"24h\"}}}'",
-			k.name, namespace, pos[1], strings.ToLower(k.name), pos[1], namespace)
+			k.Name, namespace, pos[1], strings.ToLower(k.Name), pos[1], namespace)
 	}
 	// The value only has to differ from the last request the controller observed.
 	value := time.Now().UTC().Format(time.RFC3339)
@@ -113,7 +114,7 @@ func runRotate(e *env, args []string) error {
 		if apierrors.IsNotFound(err) {
 			return notFound(err, k, namespace, pos[1])
 		}
-		return fmt.Errorf("requesting the rotation of %s %s/%s: %w", k.name, namespace, pos[1], err)
+		return fmt.Errorf("requesting the rotation of %s %s/%s: %w", k.Name, namespace, pos[1], err)
 	}
 	oldKeyID := before.status.KeyID
 	issued, err := waitForKey(ctx, c, obj, e.timeout, func(cr credential) bool { return cr.status.KeyID != oldKeyID })
@@ -132,27 +133,18 @@ func runRotate(e *env, args []string) error {
 }
 
 // rotationGrace returns spec.rotation.gracePeriod of an opaque-key kind; zero without one.
-func rotationGrace(obj client.Object) time.Duration {
-	var r *keycapv1alpha1.RotationPolicy
-	switch o := obj.(type) {
-	case *keycapv1alpha1.ApiKey:
-		r = o.Spec.Rotation
-	case *keycapv1alpha1.AgentKey:
-		r = o.Spec.Rotation
-	}
-	if r == nil || r.GracePeriod == nil || r.GracePeriod.Duration < 0 {
+func rotationGrace(obj keycapv1alpha1.Credential) time.Duration {
+	o, ok := obj.(keycapv1alpha1.OpaqueKeyCredential)
+	if !ok {
 		return 0
 	}
-	return r.GracePeriod.Duration
+	return lifecycle.GracePeriod(o.GetOpaqueKeySpec().Rotation)
 }
 
 // keyHash returns spec.keyHash of an opaque-key kind.
-func keyHash(obj client.Object) string {
-	switch o := obj.(type) {
-	case *keycapv1alpha1.ApiKey:
-		return o.Spec.KeyHash
-	case *keycapv1alpha1.AgentKey:
-		return o.Spec.KeyHash
+func keyHash(obj keycapv1alpha1.Credential) string {
+	if o, ok := obj.(keycapv1alpha1.OpaqueKeyCredential); ok {
+		return o.GetOpaqueKeySpec().KeyHash
 	}
 	return ""
 }

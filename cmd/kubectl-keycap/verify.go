@@ -129,7 +129,7 @@ func (e *env) verifyKey(key string) (verifyResult, error) {
 		opts = append(opts, client.InNamespace(namespace))
 	}
 	digest := keys.Digest(key)
-	opaque := slices.DeleteFunc(slices.Clone(kinds), func(k *kind) bool { return !k.opaque })
+	opaque := slices.DeleteFunc(slices.Clone(kinds), func(k *kind) bool { return !k.FoundByDigest })
 	creds, err := listCredentials(ctx, c, opaque, opts...)
 	if err != nil {
 		return verifyResult{}, err
@@ -277,7 +277,7 @@ func getJSON(ctx context.Context, u *url.URL, into any) error {
 // verified is the part of a verify answer that c's status and spec give.
 func (c credential) verified(keyID string, now time.Time) verifiedCredential {
 	v := verifiedCredential{
-		Kind: c.kind.name, Namespace: c.obj.GetNamespace(), Name: c.obj.GetName(), KeyID: keyID,
+		Kind: c.kind.Name, Namespace: c.obj.GetNamespace(), Name: c.obj.GetName(), KeyID: keyID,
 		Ready: "Unknown", Disabled: c.disabled,
 	}
 	if cond := c.ready(); cond != nil {
@@ -299,7 +299,7 @@ func (c credential) problems(digest string, now time.Time) []string {
 	if c.status.ExpiresAt != nil && !now.Before(c.status.ExpiresAt.Time) {
 		out = append(out, "expired")
 	}
-	if c.kind.opaque && (len(c.digests) == 0 || c.digests[0] != digest) &&
+	if c.kind.FoundByDigest && (len(c.digests) == 0 || c.digests[0] != digest) &&
 		(c.previousValidUntil == nil || !now.Before(c.previousValidUntil.Time)) {
 		out = append(out, "previous key past its grace period")
 	}
