@@ -3,7 +3,6 @@ package controllers
 import (
 	"context"
 	"fmt"
-	"strings"
 	"testing"
 	"time"
 
@@ -50,7 +49,7 @@ func TestRoutePolicyHostConflictOldestWins(t *testing.T) {
 	g.Expect(k8sClient.Create(ctx, first)).To(gomega.Succeed())
 	routePolicyReady(g, first, metav1.ConditionTrue, keycapv1alpha1.ReasonApplied)
 
-	second := newRoutePolicy(newNamespace(t), "shop", strings.ToUpper(host[:1])+host[1:], "only-"+host)
+	second := newRoutePolicy(newNamespace(t), "shop", host, "only-"+host)
 	g.Expect(k8sClient.Create(ctx, second)).To(gomega.Succeed())
 	g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(first), first)).To(gomega.Succeed())
 	g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(second), second)).To(gomega.Succeed())
