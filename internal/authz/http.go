@@ -108,15 +108,14 @@ func (dp *DataPlane) httpDenied(w http.ResponseWriter, r Reason) {
 }
 
 // newHTTPMux returns the HTTP port's routes: forward-auth, licence activation and the
-// /.well-known/ documents (JWKS, OpenID configuration, licence public key).
-func (dp *DataPlane) newHTTPMux() *http.ServeMux {
+// /.well-known/ documents (JWKS, OpenID configuration, licence public key). It never redirects
+// (neverRedirect, httpserver.go).
+func (dp *DataPlane) newHTTPMux() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc(CheckPath, dp.serveCheck)
-	mux.HandleFunc(CheckPath+"/", dp.serveCheck)
 	mux.Handle(activation.Path, dp.activator)
 	mux.Handle("/.well-known/", signing.Handler(dp.publicKeys))
 	if dp.sso != nil {
 		dp.sso.Register(mux)
 	}
-	return mux
+	return dp.neverRedirect(mux)
 }

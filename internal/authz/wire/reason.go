@@ -11,6 +11,7 @@ const (
 	statusServiceUnavailable = 503
 	statusInternalError      = 500
 	statusBadRequest         = 400
+	statusNotFound           = 404
 	statusMethodNotAllowed   = 405
 	statusTooManyRequests    = 429
 )
@@ -204,6 +205,8 @@ func ErrorCode(status int) string {
 	switch status {
 	case statusBadRequest:
 		return "bad_request"
+	case statusNotFound:
+		return "not_found"
 	case statusForbidden:
 		return "forbidden"
 	case statusMethodNotAllowed:
@@ -216,4 +219,11 @@ func ErrorCode(status int) string {
 		return "internal"
 	}
 	return "unauthorized"
+}
+
+// NotFoundBody is the JSON body of the HTTP port's 404 (a path it does not serve):
+// {"error":{"code":"not_found","message":"Not found","reason":"UNKNOWN_PATH"}}.
+func NotFoundBody() string {
+	b, _ := json.Marshal(ErrorBody{Error: ErrorDetail{Code: ErrorCode(statusNotFound), Message: "Not found", Reason: "UNKNOWN_PATH"}})
+	return string(b)
 }

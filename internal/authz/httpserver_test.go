@@ -1,0 +1,65 @@
+package authz
+
+import (
+	"encoding/json"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/onsi/gomega"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	clocktesting "k8s.io/utils/clock/testing"
+
+	keycapv1alpha1 "github.com/keycap-dev/keycap/api/v1alpha1"
+	"github.com/keycap-dev/keycap/internal/index"
+	"github.com/keycap-dev/keycap/internal/keys"
+)
+
+// oneKeyDataPlane is a ready data plane holding one ApiKey of namespace acme with scope
+// videos:read.
+func oneKeyDataPlane(t *testing.T) (*DataPlane, string) {
+	t.Helper()
+	clk := clocktesting.NewFakeClock(time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC))
+	ix := index.New()
+	key, _ := keys.Generate("kc")
+	k := &keycapv1alpha1.ApiKey{ObjectMeta: metav1.ObjectMeta{Namespace: "acme", Name: "main"}}
+	k.Spec.Scopes = []string{"videos:read"}
+	k.Status.Digests = []string{keys.Digest(key)}
+	ix.Upsert(project(k))
+	return testDataPlane(ix, clk, true, false), key
+}
+
+// The HTTP port never redirects (issue 11): /check and /check/<anything> are answered as they
+// come, whatever the client's path holds; other paths are served as written or get keycap's
+// JSON 404.
+func TestHTTPPortNeverRedirects(t *testing.T) {
+	dp, key := oneKeyDataPlane(t)
+	checks := []string{
+		"/check/shop//items", "/check/./x", "/check/../api/commercial/activate", "/check//", "/check/a/..",
+		"/check/", "/check/%2e%2e/x", "/check/shop//items?x=1",
+	}
+	for _, target := range checks {
+		t.Run(target, func(t *testing.T) {
+			g := gomega.NewWithT(t)
+			rec := serveCheck(dp, target, http.Header{"X-Api-Key": {key}})
+			g.Expect(rec.Code).To(gomega.Equal(http.StatusOK))
+			g.Expect(rec.Header().Get("Location")).To(gomega.BeEmpty())
+			g.Expect(rec.Header().Get("X-Keycap-Reason")).To(gomega.Equal("OK"))
+			rec = serveCheck(dp, target, http.Header{})
+			g.Expect(rec.Code).To(gomega.Equal(http.StatusUnauthorized))
+		})
+	}
+	notServed := []string{"/.well-known", "//api/commercial/activate", "/.well-known/../check", "/nope", "/api/./commercial/activate", "/checkout"}
+	for _, target := range notServed {
+		t.Run(target, func(t *testing.T) {
+			g := gomega.NewWithT(t)
+			rec := serveCheck(dp, target, http.Header{"X-Api-Key": {key}})
+			g.Expect(rec.Code).To(gomega.Equal(http.StatusNotFound))
+			g.Expect(rec.Header().Get("Location")).To(gomega.BeEmpty())
+			g.Expect(rec.Header().Get("Content-Type")).To(gomega.Equal("application/json"))
+			var body map[string]map[string]string
+			g.Expect(json.Unmarshal(rec.Body.Bytes(), &body)).To(gomega.Succeed())
+			g.Expect(body["error"]).To(gomega.Equal(map[string]string{"code": "not_found", "message": "Not found", "reason": "UNKNOWN_PATH"}))
+		})
+	}
+}
