@@ -22,6 +22,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
@@ -74,6 +75,9 @@ type options struct {
 	renewDeadline      time.Duration
 	retryPeriod        time.Duration
 	sso                ssoFlags
+	// shardNamespaces and shardSelector restrict a standalone data plane to a tenant shard.
+	shardNamespaces string
+	shardSelector   string
 }
 
 func main() {
@@ -109,6 +113,10 @@ func main() {
 		func(v string) (err error) { o.trustedAttrs, err = routepolicy.ParseSource(v); return err })
 	flag.Float64Var(&o.lastUsedWrites, "last-used-writes-per-second", 50,
 		"Most status.lastUsedAt patches the data plane sends per second (each credential at most once a minute); 0 turns lastUsedAt writes off.")
+	flag.StringVar(&o.shardNamespaces, "authz-namespaces", "",
+		"Comma-separated namespaces a data plane alone (--components=authz) serves: a shard by tenant. Its informers watch only these, a key of any other namespace is NOT_FOUND. Empty: every namespace.")
+	flag.StringVar(&o.shardSelector, "authz-namespace-selector", "",
+		"Label selector of the namespaces a data plane alone serves (with --authz-namespaces: both). Resolved once at startup; a namespace labelled later is served after a restart. Needs list on namespaces.")
 	flag.BoolVar(&o.leaderElect, "leader-elect", false, "Elect a leader among controller replicas (the data plane never needs it).")
 	flag.StringVar(&o.leaderElectionID, "leader-election-id", "keycap.keycap.dev", "Name of the leader election Lease.")
 	flag.DurationVar(&o.leaseDuration, "leader-elect-lease-duration", 15*time.Second, "How long a non-leader waits before it may take over an unrenewed lease.")
@@ -220,8 +228,27 @@ func run(o options) error {
 		RetryPeriod:                   &o.retryPeriod,
 	}
 	if len(components) == 1 && components[componentAuthz] {
-		// The data plane alone: its informer cache keeps only what the credential index reads.
-		mgrOpts.Cache = authz.StandaloneCacheOptions()
+		// The data plane alone: its informer cache keeps only what the credential index reads,
+		// of its shard's namespaces when it is sharded by tenant.
+		var shard []string
+		if o.shardNamespaces != "" || o.shardSelector != "" {
+			reader, err := client.New(cfg, client.Options{Scheme: scheme})
+			if err != nil {
+				return fmt.Errorf("creating a client: %w", err)
+			}
+			if shard, err = authz.ShardNamespaces(context.Background(), reader, splitList(o.shardNamespaces), o.shardSelector); err != nil {
+				return err
+			}
+			log.Info("data plane shard", "namespaces", shard)
+		}
+		mgrOpts.Cache = authz.StandaloneCacheOptions(shard...)
+	} else {
+		// The controllers and the webhook: their caches without managedFields and
+		// last-applied annotations.
+		mgrOpts.Cache = controllers.CacheOptions()
+	}
+	if !(len(components) == 1 && components[componentAuthz]) && (o.shardNamespaces != "" || o.shardSelector != "") {
+		return errors.New("--authz-namespaces and --authz-namespace-selector shard a data plane running alone (--components=authz)")
 	}
 	if components[componentWebhook] {
 		mgrOpts.WebhookServer = ctrlwebhook.NewServer(ctrlwebhook.Options{

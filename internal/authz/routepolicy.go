@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"sync"
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -46,12 +47,17 @@ func newRoutePolicies(mgr ctrl.Manager, src routepolicy.Source) (*routePolicies,
 	if err != nil {
 		return nil, fmt.Errorf("watching RoutePolicies: %w", err)
 	}
-	store, ok := inf.(interface{ GetStore() toolscache.Store })
-	if !ok {
-		return nil, fmt.Errorf("the RoutePolicy informer (%T) has no store", inf)
+	// A data plane sharded by namespace has one informer per namespace behind a
+	// multi-namespace informer without a store of its own: it keeps its own.
+	var store toolscache.Store
+	own := false
+	if s, ok := inf.(interface{ GetStore() toolscache.Store }); ok {
+		store = s.GetStore()
+	} else {
+		store, own = toolscache.NewStore(toolscache.MetaNamespaceKeyFunc), true
 	}
 	rebuild := func() {
-		objs := store.GetStore().List()
+		objs := store.List()
 		policies := make([]*keycapv1alpha1.RoutePolicy, 0, len(objs))
 		for _, o := range objs {
 			if p, ok := o.(*keycapv1alpha1.RoutePolicy); ok {
@@ -60,11 +66,28 @@ func newRoutePolicies(mgr ctrl.Manager, src routepolicy.Source) (*routePolicies,
 		}
 		rp.index.Store(routepolicy.Build(policies))
 	}
-	reg, err := inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+	handler := toolscache.ResourceEventHandler(toolscache.ResourceEventHandlerFuncs{
 		AddFunc:    func(any) { rebuild() },
 		UpdateFunc: func(any, any) { rebuild() },
 		DeleteFunc: func(any) { rebuild() },
 	})
+	if own {
+		// The namespaces' informers call it concurrently: one change and its rebuild at a time,
+		// so an older rebuild never replaces a newer one.
+		var mu sync.Mutex
+		apply := func(change func()) { mu.Lock(); defer mu.Unlock(); change(); rebuild() }
+		handler = toolscache.ResourceEventHandlerFuncs{
+			AddFunc:    func(o any) { apply(func() { _ = store.Add(o) }) },
+			UpdateFunc: func(_, o any) { apply(func() { _ = store.Update(o) }) },
+			DeleteFunc: func(o any) {
+				if d, ok := o.(toolscache.DeletedFinalStateUnknown); ok {
+					o = d.Obj
+				}
+				apply(func() { _ = store.Delete(o) })
+			},
+		}
+	}
+	reg, err := inf.AddEventHandler(handler)
 	if err != nil {
 		return nil, fmt.Errorf("watching RoutePolicies: %w", err)
 	}
