@@ -94,6 +94,7 @@ test: control-plane kustomize helm ## Unit, envtest and end-to-end tests on a re
 	go test -run '^$$' -fuzz '^FuzzParseActivation$$' -fuzztime $(PARSER_FUZZTIME) ./internal/authz/wire
 	go test -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime $(PARSER_FUZZTIME) ./internal/apptoken
 	go test -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime $(PARSER_FUZZTIME) ./internal/licensefile
+	go test -run '^$$' -fuzz '^FuzzOpen$$' -fuzztime $(PARSER_FUZZTIME) ./internal/session
 	go test -run '^$$' -fuzz '^FuzzRoute$$' -fuzztime $(PARSER_FUZZTIME) ./internal/routepolicy
 
 .PHONY: bench
