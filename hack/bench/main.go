@@ -50,6 +50,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	keycapv1alpha1 "github.com/keycap-dev/keycap/api/v1alpha1"
@@ -151,7 +152,8 @@ func run(c config) error {
 	if err != nil {
 		return err
 	}
-	defer kc.stop()
+	defer func() { kc.stop() }()
+	rssEmpty := kc.rss()
 	noop, err := startNoop(ctx, dir)
 	if err != nil {
 		return err
@@ -161,16 +163,24 @@ func run(c config) error {
 	var rows []row
 	var loaded []string
 	rss := map[int]int64{}
+	etcdBytes := map[int]int64{}
 	for _, n := range c.sizes {
 		say("loading ApiKeys up to %d", n)
 		t0 := time.Now()
+		self0, machine0, busy0 := selfCPU(), machineCPU(false), machineCPU(true)
 		more, err := createKeys(ctx, cl, len(loaded), n-len(loaded), c.creators)
 		loaded = append(loaded, more...)
 		if err != nil {
 			return err
 		}
-		say("  created %d ApiKeys (create + status) in %s (%.0f/s)", len(more), time.Since(t0).Round(time.Millisecond),
-			float64(len(more))/time.Since(t0).Seconds())
+		took := time.Since(t0)
+		// Which side bounds loading: the bench's own CPU (the client: JSON encoding, HTTP/2)
+		// against the machine's busy CPU over the same time (apiserver, etcd, data plane and
+		// anything else on the machine).
+		say("  created %d ApiKeys (create + status) in %s (%.0f/s); CPU meanwhile: bench (client) %s, whole machine %s busy of %s",
+			len(more), took.Round(time.Millisecond), float64(len(more))/took.Seconds(),
+			(selfCPU() - self0).Round(time.Millisecond), (machineCPU(true) - busy0).Round(time.Millisecond),
+			(machineCPU(false) - machine0).Round(time.Millisecond))
 		if err := waitLoaded(ctx, kc.grpcAddr, more); err != nil {
 			return err
 		}
@@ -190,6 +200,7 @@ func run(c config) error {
 			row{n: n, proto: "gRPC Check", keycap: grpcKeycap, noop: grpcNoop},
 			row{n: n, proto: "HTTP /check", keycap: httpKeycap, noop: httpNoop})
 		rss[n] = kc.rss()
+		etcdBytes[n] = etcdInUse(env)
 		say("  gRPC keycap %.0f rps vs no-op %.0f; HTTP keycap %.0f vs bare %.0f; RSS %d MiB",
 			grpcKeycap.rps, grpcNoop.rps, httpKeycap.rps, httpNoop.rps, rss[n]>>20)
 	}
@@ -207,8 +218,66 @@ func run(c config) error {
 		return err
 	}
 
-	printReport(c, rows, rev, rss, kc.heap(), time.Since(start))
+	heap := kc.heap()
+	// Startup: a new data plane process against the loaded apiserver, from its start to ready
+	// (its informers have listed every credential), as a replica starting in a large cluster.
+	say("startup: restarting the data plane with %d ApiKeys in the apiserver", len(loaded))
+	kc.stop()
+	t0 := time.Now()
+	restarted, err := startKeycap(ctx, bin, kubeconfig, dir, strings.Fields(c.keycapArgs))
+	if err != nil {
+		return err
+	}
+	kc = restarted
+	up := startup{n: len(loaded), took: time.Since(t0), rssEmpty: rssEmpty, rss: kc.rss()}
+	// The process right after the initial list is mostly the initial list's garbage; what it
+	// keeps is what a GC leaves.
+	time.Sleep(3 * time.Second)
+	up.rssSettled = kc.rss()
+	say("  ready in %s, RSS %d MiB (%d MiB 3 s later)", up.took.Round(time.Millisecond), up.rss>>20, up.rssSettled>>20)
+	if err := waitLoaded(ctx, kc.grpcAddr, loaded[len(loaded)-1:]); err != nil {
+		return err
+	}
+
+	if ns := slices.Sorted(mapsKeys(etcdBytes)); len(ns) >= 2 && etcdBytes[ns[0]] > 0 {
+		lo, hi := ns[0], ns[len(ns)-1]
+		up.etcdPerKey = float64(etcdBytes[hi]-etcdBytes[lo]) / float64(hi-lo)
+	}
+	printReport(c, rows, rev, rss, heap, up, time.Since(start))
 	return nil
+}
+
+// startup is the restarted data plane's figures.
+type startup struct {
+	n    int
+	took time.Duration
+	// rssEmpty is the first data plane's RSS when ready with no credential; rss and rssSettled
+	// the restarted one's when ready and 3 s later.
+	rssEmpty, rss, rssSettled int64
+	// etcdPerKey is etcd's database in use per ApiKey (difference between the smallest and the
+	// largest N), before compaction: each key's create and status write are both still there.
+	etcdPerKey float64
+}
+
+// etcdInUse is etcd's etcd_mvcc_db_total_size_in_use_in_bytes (0 when unreadable).
+func etcdInUse(env *envtest.Environment) int64 {
+	if env.ControlPlane.Etcd == nil || env.ControlPlane.Etcd.URL == nil {
+		return 0
+	}
+	resp, err := http.Get(env.ControlPlane.Etcd.URL.String() + "/metrics")
+	if err != nil {
+		return 0
+	}
+	defer func() { _ = resp.Body.Close() }()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "etcd_mvcc_db_total_size_in_use_in_bytes "); ok {
+			f, _ := strconv.ParseFloat(v, 64)
+			return int64(f)
+		}
+	}
+	return 0
 }
 
 // ---- results ----
@@ -228,7 +297,7 @@ type row struct {
 	keycap, noop stats
 }
 
-func printReport(c config, rows []row, rev map[string][]time.Duration, rss map[int]int64, heap string, took time.Duration) {
+func printReport(c config, rows []row, rev map[string][]time.Duration, rss map[int]int64, heap string, up startup, took time.Duration) {
 	fmt.Printf("\n## keycap data plane benchmark\n\n")
 	fmt.Printf("`make bench` (go run ./hack/bench -duration %s -rounds %d -concurrency %d -conns %d -keycap-args=%q), %d CPUs, %s/%s, %s. "+
 		"Closed-loop load from this process; keycap (`keycap --components=authz`), the no-op ext_authz server and the bare "+
@@ -281,6 +350,14 @@ func printReport(c config, rows []row, rev map[string][]time.Duration, rss map[i
 		perKey := float64(rss[hi]-rss[lo]) / float64(hi-lo)
 		fmt.Printf("- Data plane RSS: %s MiB at N=%d, %s MiB at N=%d: %.0f bytes per key (RSS difference / key difference). %s\n",
 			mib(rss[lo]), lo, mib(rss[hi]), hi, perKey, heap)
+	}
+	if up.n > 0 {
+		fmt.Printf("- Startup with %d ApiKeys in the apiserver: %s from process start to ready (/readyz: informers synced, every credential indexed). "+
+			"RSS when ready %s MiB, 3 s later %s MiB; the first data plane with no credential: %s MiB, so %.0f bytes per key settled (a fresh process: no load, no churn).\n",
+			up.n, up.took.Round(time.Millisecond), mib(up.rss), mib(up.rssSettled), mib(up.rssEmpty), float64(up.rssSettled-up.rssEmpty)/float64(up.n))
+	}
+	if up.etcdPerKey > 0 {
+		fmt.Printf("- etcd database in use: %.0f bytes per ApiKey (create + status write, before the apiserver's compaction).\n", up.etcdPerKey)
 	}
 	fmt.Printf("- Whole run: %s.\n", took.Round(time.Second))
 }
@@ -402,6 +479,34 @@ func (p *process) cpu() time.Duration {
 	return time.Duration(u+s) * 10 * time.Millisecond
 }
 
+// selfCPU is the bench process's own CPU time (user + system).
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// machineCPU is the machine's CPU time from /proc/stat over all cores: busy only (everything but
+// idle and iowait), or all.
+func machineCPU(busy bool) time.Duration {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	var total int64
+	for i, f := range strings.Fields(line)[1:] {
+		v, _ := strconv.ParseInt(f, 10, 64)
+		if busy && (i == 3 || i == 4) {
+			continue
+		}
+		total += v
+	}
+	return time.Duration(total) * 10 * time.Millisecond
+}
+
 // rss returns the process's resident set size in bytes.
 func (p *process) rss() int64 {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
@@ -468,7 +573,7 @@ func startKeycap(ctx context.Context, bin, kubeconfig, dir string, extra []strin
 		return nil, err
 	}
 	p.grpcAddr, p.httpAddr, p.metrics = addrs[0], addrs[1], addrs[3]
-	deadline := time.Now().Add(time.Minute)
+	deadline := time.Now().Add(5 * time.Minute)
 	for {
 		resp, err := http.Get("http://" + addrs[2] + "/readyz")
 		if err == nil {
@@ -484,11 +589,11 @@ func startKeycap(ctx context.Context, bin, kubeconfig, dir string, extra []strin
 		case <-ctx.Done():
 			p.stop()
 			return nil, ctx.Err()
-		case <-time.After(50 * time.Millisecond):
+		case <-time.After(20 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
 			p.stop()
-			return nil, errors.New("keycap did not become ready within a minute")
+			return nil, errors.New("keycap did not become ready within 5 minutes")
 		}
 	}
 }
