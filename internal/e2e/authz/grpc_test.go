@@ -149,7 +149,7 @@ func TestGRPCCheck(t *testing.T) {
 			"x-keycap-key-id":    keys.KeyID(keys.Digest(key)),
 			"x-keycap-scopes":    "videos:read,videos:write",
 		}))
-		g.Expect(r.removed).To(gomega.ConsistOf("authorization", "x-keycap-agent", "x-keycap-parent", "x-keycap-subject", "x-keycap-entitlements"))
+		g.Expect(r.removed).To(gomega.ConsistOf("authorization", "x-keycap-agent", "x-keycap-parent", "x-keycap-subject", "x-keycap-entitlements", "x-keycap-auth-method"))
 	})
 
 	t.Run("a non-UTF-8 raw header value is malformed", func(t *testing.T) {

@@ -141,7 +141,7 @@ func TestAppTokenOnGRPCCheck(t *testing.T) {
 		g.Expect(r.headers).To(gomega.HaveKeyWithValue("x-keycap-key-id", at.Status.KeyID))
 		g.Expect(r.headers).To(gomega.HaveKeyWithValue("x-keycap-subject", signedNamespace+"/reporting"))
 		g.Expect(r.headers).To(gomega.HaveKeyWithValue("x-keycap-scopes", "reports:read,reports:write"))
-		g.Expect(r.removed).To(gomega.ConsistOf("authorization", "x-keycap-agent", "x-keycap-parent", "x-keycap-entitlements"))
+		g.Expect(r.removed).To(gomega.ConsistOf("authorization", "x-keycap-agent", "x-keycap-parent", "x-keycap-entitlements", "x-keycap-auth-method"))
 	})
 
 	t.Run("a route requiring an audience", func(t *testing.T) {
@@ -270,7 +270,7 @@ func TestLicenseOnGRPCCheck(t *testing.T) {
 		g.Expect(r.headers).To(gomega.HaveKeyWithValue("x-keycap-kind", "License"))
 		g.Expect(r.headers).To(gomega.HaveKeyWithValue("x-keycap-name", "acme"))
 		g.Expect(r.headers).To(gomega.HaveKeyWithValue("x-keycap-entitlements", "audit,sso"))
-		g.Expect(r.removed).To(gomega.ConsistOf("licensekey", "x-keycap-agent", "x-keycap-parent", "x-keycap-subject"))
+		g.Expect(r.removed).To(gomega.ConsistOf("licensekey", "x-keycap-agent", "x-keycap-parent", "x-keycap-subject", "x-keycap-auth-method"))
 	})
 
 	t.Run("refusals", func(t *testing.T) {
