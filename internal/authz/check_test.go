@@ -61,11 +61,13 @@ func TestCheckHTTP(t *testing.T) {
 		reason string
 	}{
 		"a held scope and the key's namespace pass":          {target: "/check?scopes=videos:read&namespace=acme", status: 200, reason: "OK"},
-		"repeated and listed namespaces are all accepted":    {target: "/check?namespace=x&namespace=y,acme", status: 200, reason: "OK"},
+		"repeated namespace lists narrow (intersected)":      {target: "/check?namespace=x&namespace=y,acme", status: 403, reason: "WRONG_NAMESPACE"},
+		"a listed namespace passes":                          {target: "/check?namespace=y,acme", status: 200, reason: "OK"},
 		"a scope the key lacks is forbidden":                 {target: "/check?scopes=videos:read,videos:delete", status: 403, reason: "INSUFFICIENT_SCOPE"},
 		"another namespace is forbidden":                     {target: "/check?namespace=other", status: 403, reason: "WRONG_NAMESPACE"},
 		"the client's query under Envoy's prefix is ignored": {target: "/check/videos?scopes=videos:delete", status: 200, reason: "OK"},
-		"escaped parameters are unescaped":                   {target: "/check?scopes=videos%3Aread&other=1&namespace=ac%6De", status: 200, reason: "OK"},
+		"escaped parameters are unescaped":                   {target: "/check?scopes=videos%3Aread&namespace=ac%6De", status: 200, reason: "OK"},
+		"an unknown parameter is refused":                    {target: "/check?scopes=videos%3Aread&other=1", status: 403, reason: "UNKNOWN_PARAMETER"},
 		"a parameter that cannot be unescaped denies":        {target: "/check?scopes=%zz", status: 403, reason: "INSUFFICIENT_SCOPE"},
 	}
 	for name, tc := range cases {

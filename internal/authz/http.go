@@ -17,10 +17,11 @@ const CheckPath = "/check"
 // serveCheck answers forward-auth: 200 with identity headers, or 401/403 with a JSON body, the
 // reason in x-keycap-reason and the body again in x-keycap-error-body for nginx.
 //
-// Requirements are read from the query of exactly /check. Under /check/ (Envoy's HTTP ext_authz
-// appends the client's own path and query to its path_prefix) the query is the client's, so it is
-// ignored and the route requires nothing beyond a valid credential; use gRPC context_extensions
-// for per-route requirements with Envoy.
+// Requirements are read from the query of exactly /check, which is the proxy's configuration: an
+// unknown parameter refuses the request (UNKNOWN_PARAMETER) and repeated ones narrow
+// (wire.ParseQuery). Under /check/ (Envoy's HTTP ext_authz appends the client's own path and
+// query to its path_prefix) the query is the client's, so it is neither read nor refused, and
+// the route requires what a RoutePolicy states (or gRPC context_extensions).
 func (dp *DataPlane) serveCheck(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	reason := wire.ReasonInternal
@@ -44,6 +45,10 @@ func (dp *DataPlane) serveCheck(w http.ResponseWriter, r *http.Request) {
 	var scopes, namespaces, entitlements [4]string
 	if r.URL.Path == CheckPath {
 		req, aud = wire.ParseQuery(r.URL.RawQuery, scopes[:0], namespaces[:0], entitlements[:0])
+		if reason = req.Refusal(); reason != wire.ReasonOK {
+			dp.refuseQuery(w, r, reason)
+			return
+		}
 	}
 	// A RoutePolicy holding the original request's host adds its matching rules' requirements;
 	// where the original host, path and method come from is the deployment's choice

@@ -2,7 +2,12 @@ package authz
 
 import (
 	"net/http"
+	"strconv"
 	"strings"
+	"sync/atomic"
+	"time"
+
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/keycap-dev/keycap/internal/authz/wire"
 )
@@ -70,4 +75,41 @@ func writeNotFound(w http.ResponseWriter) {
 	h.Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(http.StatusNotFound)
 	_, _ = w.Write([]byte(notFoundBody))
+}
+
+// lastQueryRefusalLog throttles refuseQuery's log line (unix seconds of the last one).
+var lastQueryRefusalLog atomic.Int64
+
+// refuseQuery denies a check whose forward-auth query (the proxy's configuration) could not be
+// read. It is a proxy misconfiguration, so besides the reason in the answer and in
+// keycap_authz_checks_total the operator gets a log line, at most one every 10 seconds, naming
+// the first parameter keycap does not know (never a value).
+func (dp *DataPlane) refuseQuery(w http.ResponseWriter, r *http.Request, reason wire.Reason) {
+	now := time.Now().Unix()
+	if last := lastQueryRefusalLog.Load(); now-last >= 10 && lastQueryRefusalLog.CompareAndSwap(last, now) {
+		logf.Log.WithName("authz").Info("forward-auth query refused: the proxy's /check URL has a parameter keycap does not know; "+
+			"known are scopes, namespace, audience and entitlements, separated by &",
+			"reason", reason.String(), "parameter", unknownParameter(r.URL.RawQuery))
+	}
+	dp.httpDenied(w, reason)
+}
+
+// unknownParameter returns the first parameter name of a query that wire.ParseQuery does not
+// know (quoted, at most 64 bytes), or ";" when the query holds a semicolon.
+func unknownParameter(rawQuery string) string {
+	if strings.IndexByte(rawQuery, ';') >= 0 {
+		return ";"
+	}
+	for pair := range strings.SplitSeq(rawQuery, "&") {
+		k, _, _ := strings.Cut(pair, "=")
+		switch k {
+		case "", wire.QueryScopes, wire.QueryNamespace, wire.QueryAudience, wire.QueryEntitlements:
+			continue
+		}
+		if len(k) > 64 {
+			k = k[:64]
+		}
+		return strconv.Quote(k)
+	}
+	return ""
 }

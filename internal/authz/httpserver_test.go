@@ -63,3 +63,36 @@ func TestHTTPPortNeverRedirects(t *testing.T) {
 		})
 	}
 }
+
+// The query of exactly /check is the proxy's: repeated parameters narrow, unknown ones are
+// refused (UNKNOWN_PARAMETER, 403, counted and logged). Under /check/<path> the query is the
+// client's and is neither read nor refused.
+func TestCheckQueryIsTheProxys(t *testing.T) {
+	dp, key := oneKeyDataPlane(t)
+	cases := map[string]struct {
+		target string
+		status int
+		reason string
+	}{
+		"a repeated namespace narrows":                   {target: "/check?namespace=acme&namespace=other", status: 403, reason: "WRONG_NAMESPACE"},
+		"a client appending a namespace cannot widen":    {target: "/check?namespace=other&namespace=acme", status: 403, reason: "WRONG_NAMESPACE"},
+		"the same namespace twice passes":                {target: "/check?namespace=acme&namespace=acme", status: 200, reason: "OK"},
+		"a misspelt parameter is refused":                {target: "/check?scope=admin", status: 403, reason: "UNKNOWN_PARAMETER"},
+		"a parameter in the wrong case is refused":       {target: "/check?Scopes=videos:read", status: 403, reason: "UNKNOWN_PARAMETER"},
+		"a semicolon separator is refused":               {target: "/check?scopes=videos:read;namespace=other", status: 403, reason: "UNKNOWN_PARAMETER"},
+		"refused even without a credential":              {target: "/check?scope=admin", status: 403, reason: "UNKNOWN_PARAMETER"},
+		"the client's query under /check/ is not judged": {target: "/check/shop?scope=admin;x&namespace=other", status: 200, reason: "OK"},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			g := gomega.NewWithT(t)
+			h := http.Header{"X-Api-Key": {key}}
+			if name == "refused even without a credential" {
+				h = http.Header{}
+			}
+			rec := serveCheck(dp, tc.target, h)
+			g.Expect(rec.Code).To(gomega.Equal(tc.status))
+			g.Expect(rec.Header().Get("X-Keycap-Reason")).To(gomega.Equal(tc.reason))
+		})
+	}
+}

@@ -62,6 +62,10 @@ const (
 	// ReasonAmbiguousPath: the request's path reads differently to different upstreams (an
 	// encoded slash, backslash or percent sign, ...) on a host a RoutePolicy holds.
 	ReasonAmbiguousPath
+	// ReasonUnknownParameter: the query of exactly /check (the proxy's configuration) has a
+	// parameter keycap does not know (a typo, a wrong case, a `;` separator): a misconfigured
+	// proxy is refused, never read as requiring less.
+	ReasonUnknownParameter
 	// ReasonCount is the number of reasons (for tables indexed by reason).
 	ReasonCount
 )
@@ -95,6 +99,7 @@ var reasonCodes = [ReasonCount]string{
 	ReasonCSRF:                "CSRF",
 	ReasonRouteUnknown:        "ROUTE_UNKNOWN",
 	ReasonAmbiguousPath:       "AMBIGUOUS_PATH",
+	ReasonUnknownParameter:    "UNKNOWN_PARAMETER",
 }
 
 // String returns the reason's code, e.g. "NOT_FOUND".
@@ -114,7 +119,7 @@ func (r Reason) HTTPStatus() int {
 	case ReasonOK:
 		return statusOK
 	case ReasonInsufficientScope, ReasonWrongNamespace, ReasonNotActivated, ReasonTooManyInstances,
-		ReasonMissingEntitlement, ReasonCSRF, ReasonRouteUnknown, ReasonAmbiguousPath:
+		ReasonMissingEntitlement, ReasonCSRF, ReasonRouteUnknown, ReasonAmbiguousPath, ReasonUnknownParameter:
 		return statusForbidden
 	case ReasonNotReady:
 		return statusServiceUnavailable
@@ -154,6 +159,7 @@ var reasonMessages = [ReasonCount]string{
 	ReasonCSRF:                "Cross-site request refused",
 	ReasonRouteUnknown:        "Route of the request unknown",
 	ReasonAmbiguousPath:       "Ambiguous request path",
+	ReasonUnknownParameter:    "Unknown parameter in the forward-auth URL",
 }
 
 // ErrorBody is the JSON body of every denial and refusal the data plane answers (checks and

@@ -33,7 +33,14 @@ type Requirements struct {
 
 	// unmeetable marks the requirements no credential can meet (a value that could not be read).
 	unmeetable Unmeetable
+	// refusal is set when the requirements could not be read at all (ReasonUnknownParameter):
+	// nothing meets them.
+	refusal Reason
 }
+
+// Refusal is why the requirements could not be read (ReasonOK when they could): the request
+// is refused with it whatever its credential.
+func (r *Requirements) Refusal() Reason { return r.refusal }
 
 // Unmeetable is a set of requirements no credential meets.
 type Unmeetable uint8
@@ -59,31 +66,34 @@ func nextPart(s string) (part, rest string, ok bool) {
 	return "", "", false
 }
 
-// NamespaceAllowed reports whether ns is allowed (any namespace when the lists name none).
+// NamespaceAllowed reports whether ns is allowed: ns must be in every list that names a
+// namespace (any namespace when none does). Each list is one statement of the namespaces a route
+// allows (a context extension, a query parameter); a repeated one narrows, so a client
+// appending `&namespace=other` to a proxy's query can never widen it.
 func (r *Requirements) NamespaceAllowed(ns string) bool {
-	if r.unmeetable&UnmeetableNamespaces != 0 {
+	if r.unmeetable&UnmeetableNamespaces != 0 || r.refusal != ReasonOK {
 		return false
 	}
-	restricted := false
 	for _, l := range r.Namespaces {
-		for part, rest, ok := nextPart(l); ok; part, rest, ok = nextPart(rest) {
-			if part == ns {
-				return true
-			}
-			restricted = true
+		named, found := false, false
+		for part, rest, ok := nextPart(l); ok && !found; part, rest, ok = nextPart(rest) {
+			named, found = true, part == ns
+		}
+		if named && !found {
+			return false
 		}
 	}
-	return !restricted
+	return true
 }
 
 // ScopesHeld reports whether the sorted held scopes contain every required scope.
 func (r *Requirements) ScopesHeld(held []string) bool {
-	return r.unmeetable&UnmeetableScopes == 0 && allHeld(r.Scopes, held)
+	return r.unmeetable&UnmeetableScopes == 0 && r.refusal == ReasonOK && allHeld(r.Scopes, held)
 }
 
 // EntitlementsHeld reports whether the sorted held entitlements contain every required one.
 func (r *Requirements) EntitlementsHeld(held []string) bool {
-	return r.unmeetable&UnmeetableEntitlements == 0 && allHeld(r.Entitlements, held)
+	return r.unmeetable&UnmeetableEntitlements == 0 && r.refusal == ReasonOK && allHeld(r.Entitlements, held)
 }
 
 // Audience is a route's audience requirement: an AppToken must be for it. It constrains
@@ -110,16 +120,31 @@ func allHeld(lists []string, held []string) bool {
 
 // ParseQuery reads the scopes, namespace, audience and entitlements parameters of a forward-auth
 // query into the given slices (the caller's stack arrays, so the common case allocates nothing).
-// A parameter that cannot be unescaped makes its requirement unmeetable; so does a repeated
-// audience with different values.
+//
+// The query is the proxy's configuration, and nothing in it may be read as requiring less than
+// it says:
+//   - any other parameter name (matched exactly: `scope`, `Scopes` and `scop%65s` are unknown)
+//     and any `;` (a separator some parsers accept) refuse the request (Refusal:
+//     ReasonUnknownParameter); empty pairs (`&&`, a trailing `&`) are ignored;
+//   - repeated parameters narrow: scopes and entitlements add up (all must be held), repeated
+//     namespace lists are intersected (NamespaceAllowed), and two different audiences match
+//     nothing;
+//   - a parameter that cannot be unescaped makes its requirement unmeetable.
 func ParseQuery(rawQuery string, scopes, namespaces, entitlements []string) (Requirements, Audience) {
 	var req Requirements
 	var aud Audience
+	if strings.IndexByte(rawQuery, ';') >= 0 {
+		req.refusal = ReasonUnknownParameter
+	}
 	for rawQuery != "" {
 		var pair string
 		pair, rawQuery, _ = strings.Cut(rawQuery, "&")
+		if pair == "" {
+			continue
+		}
 		k, v, _ := strings.Cut(pair, "=")
 		if k != QueryScopes && k != QueryNamespace && k != QueryAudience && k != QueryEntitlements {
+			req.refusal = ReasonUnknownParameter
 			continue
 		}
 		u, err := url.QueryUnescape(v)

@@ -76,3 +76,46 @@ func FuzzParseQuery(f *testing.F) {
 		}
 	})
 }
+
+// A forward-auth query is the proxy's configuration: a parameter keycap does not know (a typo, a
+// wrong case, a `;` separator) is refused, never ignored, so a misconfigured proxy fails closed.
+func TestParseQueryRefusesUnknownParameters(t *testing.T) {
+	refused := []string{"scope=admin", "Scopes=admin", "scopes=a&SCOPES=b", "scopes=a;namespace=b", "scopes=a&other=1",
+		"scop%65s=a", "namespace=acme&_=/shop/items", "=a", "scopes=a&audience=x;y"}
+	for _, q := range refused {
+		t.Run(q, func(t *testing.T) {
+			g := gomega.NewWithT(t)
+			req, _ := ParseQuery(q, nil, nil, nil)
+			g.Expect(req.Refusal()).To(gomega.Equal(ReasonUnknownParameter))
+			g.Expect(req.ScopesHeld([]string{"a", "admin", "b"})).To(gomega.BeFalse())
+			g.Expect(req.NamespaceAllowed("acme")).To(gomega.BeFalse())
+		})
+	}
+	for _, q := range []string{"", "scopes=a", "scopes=a&&namespace=b&", "scopes=&namespace=", "audience=x&entitlements=y"} {
+		req, _ := ParseQuery(q, nil, nil, nil)
+		gomega.NewWithT(t).Expect(req.Refusal()).To(gomega.Equal(ReasonOK), q)
+	}
+}
+
+// A repeated requirement parameter narrows, never widens (issue 11): scopes and entitlements
+// add up (all must be held), repeated namespace lists are intersected (the credential's
+// namespace must be in every one), two different audiences match nothing.
+func TestRepeatedRequirementsNarrow(t *testing.T) {
+	g := gomega.NewWithT(t)
+	req, _ := ParseQuery("namespace=acme&namespace=other", nil, nil, nil)
+	g.Expect(req.NamespaceAllowed("acme")).To(gomega.BeFalse())
+	g.Expect(req.NamespaceAllowed("other")).To(gomega.BeFalse())
+	req, _ = ParseQuery("namespace=x&namespace=y,acme", nil, nil, nil)
+	g.Expect(req.NamespaceAllowed("acme")).To(gomega.BeFalse())
+	req, _ = ParseQuery("namespace=acme,other&namespace=acme", nil, nil, nil)
+	g.Expect(req.NamespaceAllowed("acme")).To(gomega.BeTrue())
+	g.Expect(req.NamespaceAllowed("other")).To(gomega.BeFalse())
+	req, _ = ParseQuery("namespace=acme&namespace=", nil, nil, nil)
+	g.Expect(req.NamespaceAllowed("acme")).To(gomega.BeTrue())
+	req, _ = ParseQuery("scopes=a&scopes=b&entitlements=e&entitlements=f", nil, nil, nil)
+	g.Expect(req.ScopesHeld([]string{"a"})).To(gomega.BeFalse())
+	g.Expect(req.ScopesHeld([]string{"a", "b"})).To(gomega.BeTrue())
+	g.Expect(req.EntitlementsHeld([]string{"e"})).To(gomega.BeFalse())
+	_, aud := ParseQuery("audience=a&audience=b", nil, nil, nil)
+	g.Expect(aud.Unmeetable).To(gomega.BeTrue())
+}
