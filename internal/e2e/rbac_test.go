@@ -77,6 +77,8 @@ func TestShippedRBAC(t *testing.T) {
 		"--kubeconfig=" + managerKC,
 		"--components=controllers,webhook", "--leader-elect", "--operator-namespace=keycap-system",
 		"--webhook-host=127.0.0.1", "--webhook-port=" + strconv.Itoa(ports[2]),
+		// The local control plane registers the webhook configuration under its own name.
+		"--webhook-configuration-name=" + localcluster.WebhookConfigurationName,
 		"--metrics-bind-address=" + hostPort(ports[3]), "--health-probe-bind-address=" + hostPort(ports[4]),
 	})
 	dataPlane := startKeycap(t, bin, assets, []string{
