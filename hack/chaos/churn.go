@@ -36,8 +36,6 @@ const (
 	mutDelete
 )
 
-var mutNames = []string{"create", "disable", "enable", "rotate", "delete"}
-
 type mutation struct {
 	kind      mutKind
 	sent, ack time.Time // ack is zero when the request failed

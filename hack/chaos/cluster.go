@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -257,12 +256,6 @@ func (k *keycap) kill(sig syscall.Signal) time.Time {
 	return t
 }
 
-func (k *keycap) pid() int {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	return k.cmd.Process.Pid
-}
-
 func (k *keycap) stop() {
 	k.stopping.Store(true)
 	k.mu.Lock()
@@ -388,5 +381,3 @@ func (p *tcpProxy) serve(c net.Conn) {
 }
 
 func (p *tcpProxy) close() { _ = p.l.Close() }
-
-var errTimeout = errors.New("timed out")

@@ -284,7 +284,7 @@ func fixtures(ctx context.Context, cl client.Client, ns string, dps []*keycap) (
 			for _, viaGRPC := range []bool{true, false} {
 				if err := retry(ctx, 2*time.Minute, func() error {
 					if v := chk.check(ctx, dp, viaGRPC, p); v.err != nil || v.allowed != p.allow {
-						return fmt.Errorf("%s on %s: allowed=%v %s %v", p.what, dp.name, v.allowed, v.reason, v.err)
+						return fmt.Errorf("%s on %s: allowed=%v %s: %w", p.what, dp.name, v.allowed, v.reason, v.err)
 					}
 					return nil
 				}); err != nil {

@@ -436,7 +436,7 @@ func operatorKilled(ctx context.Context, e *env) ([]row, error) {
 			p := probe{what: "License", headers: map[string]string{"licensekey": licKey, "instanceid": "unknown"}}
 			if err := retry(ctx, 2*time.Minute, func() error {
 				if v := chk.check(ctx, dp, true, p); v.err != nil || v.reason == "NOT_FOUND" {
-					return fmt.Errorf("licence not known yet (%s %v)", v.reason, v.err)
+					return fmt.Errorf("licence not known yet (%s): %w", v.reason, v.err)
 				}
 				return nil
 			}); err != nil {
@@ -547,7 +547,7 @@ func operatorKilled(ctx context.Context, e *env) ([]row, error) {
 		for _, dp := range e.dps {
 			if err := retry(ctx, time.Minute, func() error {
 				if v := chk.check(ctx, dp, true, p); !v.allowed {
-					return fmt.Errorf("refused (%s %v)", v.reason, v.err)
+					return fmt.Errorf("refused (%s): %w", v.reason, v.err)
 				}
 				return nil
 			}); err != nil {
