@@ -66,9 +66,11 @@ func (dp *DataPlane) serveCheck(w http.ResponseWriter, r *http.Request) {
 	}
 	// One backing array for every header value: the identity headers (those this kind does not
 	// set are sent empty, so that proxies copying the answer's headers upstream, such as
-	// Traefik's authResponseHeaders, replace any the client forged) and the reason.
+	// Traefik's authResponseHeaders, replace any the client forged), the reason and the headers
+	// Envoy's HTTP ext_authz removes upstream (x-envoy-auth-headers-to-remove: the credential
+	// headers used and the identity headers this kind does not set, as gRPC's headers_to_remove).
 	id := &d.Identity
-	vals := make([]string, wire.IdentityHeaderCount+1)
+	vals := make([]string, wire.IdentityHeaderCount+2)
 	h := w.Header()
 	for i := range wire.IdentityHeaderCount {
 		_, canonical, set := id.IdentityHeader(i)
@@ -78,7 +80,9 @@ func (dp *DataPlane) serveCheck(w http.ResponseWriter, r *http.Request) {
 		h[canonical] = vals[i : i+1 : i+1]
 	}
 	vals[wire.IdentityHeaderCount] = wire.ReasonOK.String()
-	h[canonicalReason] = vals[wire.IdentityHeaderCount:]
+	h[canonicalReason] = vals[wire.IdentityHeaderCount : wire.IdentityHeaderCount+1 : wire.IdentityHeaderCount+1]
+	vals[wire.IdentityHeaderCount+1] = dp.sources.Removal(&p, id.Fields).Joined
+	h[canonicalEnvoyRemove] = vals[wire.IdentityHeaderCount+1:]
 	if p.Session || form.HasCookie() {
 		// The Cookie header without keycap's session cookie, for a proxy that replaces the
 		// upstream's Cookie from the answer (nginx), so the upstream never sees the session.
@@ -90,6 +94,8 @@ func (dp *DataPlane) serveCheck(w http.ResponseWriter, r *http.Request) {
 var (
 	canonicalReason    = wire.Canonical(wire.HeaderReason)
 	canonicalErrorBody = wire.Canonical(wire.HeaderErrorBody)
+	// canonicalEnvoyRemove is set on allowed answers only (httpDenied never sets it).
+	canonicalEnvoyRemove = wire.Canonical(wire.HeaderEnvoyRemove)
 
 	canonicalUpstreamCookie = wire.Canonical(wire.HeaderUpstreamCookie)
 	identityHeaders         = wire.IdentityHeaderNames()

@@ -3,6 +3,7 @@ package authz
 import (
 	"encoding/json"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -95,4 +96,40 @@ func TestCheckQueryIsTheProxys(t *testing.T) {
 			g.Expect(rec.Header().Get("X-Keycap-Reason")).To(gomega.Equal(tc.reason))
 		})
 	}
+}
+
+// An allowed forward-auth answer tells Envoy's HTTP ext_authz (and Istio's, Envoy Gateway's)
+// which request headers to drop upstream, as gRPC's headers_to_remove does: the credential
+// headers used, and the identity headers this kind does not set.
+func TestHTTPAllowRemovesTheCredentialHeaders(t *testing.T) {
+	dp, key := oneKeyDataPlane(t)
+	cases := map[string]struct {
+		h    http.Header
+		want []string
+	}{
+		"x-api-key":        {h: http.Header{"X-Api-Key": {key}}, want: []string{"x-api-key"}},
+		"bearer":           {h: http.Header{"Authorization": {"Bearer " + key}}, want: []string{"authorization"}},
+		"two headers, one": {h: http.Header{"X-Api-Key": {key}, "X-Capdata-Token": {key}}, want: []string{"x-api-key", "x-capdata-token"}},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			g := gomega.NewWithT(t)
+			rec := serveCheck(dp, "/check/shop", tc.h)
+			g.Expect(rec.Code).To(gomega.Equal(http.StatusOK))
+			got := rec.Header().Values("X-Envoy-Auth-Headers-To-Remove")
+			g.Expect(got).To(gomega.HaveLen(1))
+			names := strings.Split(got[0], ",")
+			for _, w := range tc.want {
+				g.Expect(names).To(gomega.ContainElement(w))
+			}
+			// The identity headers an ApiKey does not set go too; the ones it sets are overwritten.
+			g.Expect(names).To(gomega.ContainElements("x-keycap-agent", "x-keycap-parent", "x-keycap-subject"))
+			g.Expect(names).NotTo(gomega.ContainElement("x-keycap-namespace"))
+		})
+	}
+	t.Run("a denial names nothing to remove", func(t *testing.T) {
+		g := gomega.NewWithT(t)
+		rec := serveCheck(dp, "/check", http.Header{"X-Api-Key": {"nope"}})
+		g.Expect(rec.Header().Values("X-Envoy-Auth-Headers-To-Remove")).To(gomega.BeEmpty())
+	})
 }
