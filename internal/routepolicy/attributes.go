@@ -11,14 +11,14 @@ import (
 type Source string
 
 const (
-	// SourceEnvoy: the path after /check and the Host header and method of the check request
+	// SourceEnvoy is the path after /check and the Host header and method of the check request
 	// itself, as Envoy's HTTP ext_authz sends them (Envoy, Istio and Envoy Gateway HTTP
 	// providers: path_prefix /check, the client's path appended).
 	SourceEnvoy Source = "envoy"
-	// SourceForwarded: X-Forwarded-Host, X-Forwarded-Uri and X-Forwarded-Method, which Traefik's
+	// SourceForwarded is X-Forwarded-Host, X-Forwarded-Uri and X-Forwarded-Method, which Traefik's
 	// forwardAuth and Caddy's forward_auth set (overwriting what a client sent).
 	SourceForwarded Source = "forwarded"
-	// SourceOriginalURL: X-Original-URL and X-Original-Method, which ingress-nginx's auth-url
+	// SourceOriginalURL is X-Original-URL and X-Original-Method, which ingress-nginx's auth-url
 	// sets (and an nginx auth_request location can: proxy_set_header X-Original-URL
 	// $scheme://$http_host$request_uri).
 	SourceOriginalURL Source = "original-url"

@@ -42,7 +42,8 @@ func NormalizePath(target string) (path, alt string, ok bool) {
 	semicolon := false
 	for i := 0; i < len(target); i++ {
 		c := target[i]
-		if c == '%' {
+		switch c {
+		case '%':
 			if i+2 >= len(target) {
 				return "", "", false
 			}
@@ -56,7 +57,7 @@ func NormalizePath(target string) (path, alt string, ok bool) {
 				return "", "", false
 			}
 			i += 2
-		} else if c == '\\' {
+		case '\\':
 			return "", "", false
 		}
 		if c < 0x20 || c == 0x7f {

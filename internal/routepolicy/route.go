@@ -5,12 +5,12 @@ package routepolicy
 type Refusal string
 
 const (
-	// RefusalNone: the request was matched (or no policy applies).
+	// RefusalNone means the request was matched (or no policy applies).
 	RefusalNone Refusal = ""
-	// RefusalRouteUnknown: the trusted source does not state the original host, path and method
+	// RefusalRouteUnknown means the trusted source does not state the original host, path and method
 	// (or states one twice), and a policy may apply.
 	RefusalRouteUnknown Refusal = "ROUTE_UNKNOWN"
-	// RefusalAmbiguousPath: the path's meaning depends on the upstream (see NormalizePath).
+	// RefusalAmbiguousPath means the path's meaning depends on the upstream (see NormalizePath).
 	RefusalAmbiguousPath Refusal = "AMBIGUOUS_PATH"
 )
 
