@@ -48,7 +48,7 @@ func TestCheckHTTP(t *testing.T) {
 	t.Run("not ready denies even a valid key", func(t *testing.T) {
 		g := gomega.NewWithT(t)
 		rec := serveCheck(testDataPlane(ix, clk, false, false), "/check", http.Header{"X-Api-Key": {key}})
-		g.Expect(rec.Code).To(gomega.Equal(http.StatusServiceUnavailable))
+		g.Expect(rec.Code).To(gomega.Equal(http.StatusForbidden))
 		g.Expect(rec.Header().Get("X-Keycap-Reason")).To(gomega.Equal("NOT_READY"))
 		rec = serveCheck(testDataPlane(ix, clk, false, false), "/check", http.Header{})
 		g.Expect(rec.Header().Get("X-Keycap-Reason")).To(gomega.Equal("NOT_READY"))

@@ -203,15 +203,14 @@ type grpcOK struct {
 	s  rpcstatus.Status
 }
 
+// grpcDenied answers a denial as an OK Check call whose response denies: status
+// UNAUTHENTICATED (401) or PERMISSION_DENIED (403, also NOT_READY and INTERNAL), never a gRPC
+// error, which Envoy's failure_mode_allow would turn into an allow, and with the same HTTP status,
+// reason and body as the HTTP port.
 func (dp *DataPlane) grpcDenied(r Reason) *authv3.CheckResponse {
 	code := codes.Unauthenticated
-	switch r.HTTPStatus() {
-	case 403:
+	if r.HTTPStatus() == 403 {
 		code = codes.PermissionDenied
-	case 503:
-		code = codes.Unavailable
-	case 500:
-		code = codes.Internal
 	}
 	return &authv3.CheckResponse{
 		Status: &rpcstatus.Status{Code: int32(code), Message: r.String()},

@@ -1,13 +1,17 @@
 package authz
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"github.com/onsi/gomega"
+	"google.golang.org/grpc/codes"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	clocktesting "k8s.io/utils/clock/testing"
 
@@ -132,4 +136,47 @@ func TestHTTPAllowRemovesTheCredentialHeaders(t *testing.T) {
 		rec := serveCheck(dp, "/check", http.Header{"X-Api-Key": {"nope"}})
 		g.Expect(rec.Header().Values("X-Envoy-Auth-Headers-To-Remove")).To(gomega.BeEmpty())
 	})
+}
+
+// A data plane that is not ready or fails answers a denial no proxy setting turns into an allow:
+// over HTTP a 403 (Envoy's failure_mode_allow and Envoy Gateway's failOpen treat a 5xx as an
+// outage and let the request through; nginx turns it into a 500), over gRPC an OK Check
+// response denying with the same 403, never a gRPC error.
+func TestFailClosedWhateverTheProxysFailureMode(t *testing.T) {
+	_, key := oneKeyDataPlane(t)
+	notReady := testDataPlane(index.New(), clocktesting.NewFakeClock(time.Now()), false, false)
+	failing := testDataPlane(index.New(), clocktesting.NewFakeClock(time.Now()), true, false)
+	failing.sources = nil // any use panics: an internal error
+	cases := map[string]struct {
+		dp     *DataPlane
+		reason string
+	}{
+		"not ready": {dp: notReady, reason: "NOT_READY"},
+		"internal":  {dp: failing, reason: "INTERNAL"},
+	}
+	for name, tc := range cases {
+		t.Run(name+" over HTTP", func(t *testing.T) {
+			g := gomega.NewWithT(t)
+			for _, h := range []http.Header{{"X-Api-Key": {key}}, {}} {
+				rec := serveCheck(tc.dp, "/check/x", h)
+				g.Expect(rec.Code).To(gomega.Equal(http.StatusForbidden))
+				g.Expect(rec.Header().Get("X-Keycap-Reason")).To(gomega.Equal(tc.reason))
+				var body map[string]map[string]string
+				g.Expect(json.Unmarshal(rec.Body.Bytes(), &body)).To(gomega.Succeed())
+				g.Expect(body["error"]["reason"]).To(gomega.Equal(tc.reason))
+				g.Expect(body["error"]["code"]).To(gomega.Equal("forbidden"))
+			}
+		})
+		t.Run(name+" over gRPC", func(t *testing.T) {
+			g := gomega.NewWithT(t)
+			req := &authv3.CheckRequest{Attributes: &authv3.AttributeContext{Request: &authv3.AttributeContext_Request{
+				Http: &authv3.AttributeContext_HttpRequest{Headers: map[string]string{"x-api-key": key}, Path: "/x", Method: "GET"},
+			}}}
+			resp, err := (&grpcServer{dp: tc.dp}).Check(context.Background(), req)
+			g.Expect(err).NotTo(gomega.HaveOccurred())
+			g.Expect(resp.GetStatus().GetCode()).To(gomega.Equal(int32(codes.PermissionDenied)))
+			g.Expect(resp.GetStatus().GetMessage()).To(gomega.Equal(tc.reason))
+			g.Expect(resp.GetDeniedResponse().GetStatus().GetCode()).To(gomega.Equal(typev3.StatusCode_Forbidden))
+		})
+	}
 }

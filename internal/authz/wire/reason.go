@@ -111,20 +111,19 @@ func (r Reason) String() string {
 }
 
 // HTTPStatus is the status a denial with this reason answers: 401 when the credential is missing
-// or not valid, 403 when it is valid but not allowed here, 503 while the data plane is not ready
-// and 500 on an internal error (both still deny). nginx's auth_request turns anything but
-// 2xx/401/403 into a 500, which still denies.
+// or not valid, 403 when it is valid but not allowed here, and 403 too while the data plane is
+// not ready (NOT_READY) or fails (INTERNAL). A check never answers a 5xx: Envoy's HTTP ext_authz
+// with failure_mode_allow and Envoy Gateway with failOpen take a 5xx for an outage and let the
+// request through, and nginx's auth_request turns it into a 500; the reason header and body say
+// which it was.
 func (r Reason) HTTPStatus() int {
 	switch r {
 	case ReasonOK:
 		return statusOK
 	case ReasonInsufficientScope, ReasonWrongNamespace, ReasonNotActivated, ReasonTooManyInstances,
-		ReasonMissingEntitlement, ReasonCSRF, ReasonRouteUnknown, ReasonAmbiguousPath, ReasonUnknownParameter:
+		ReasonMissingEntitlement, ReasonCSRF, ReasonRouteUnknown, ReasonAmbiguousPath, ReasonUnknownParameter,
+		ReasonNotReady, ReasonInternal:
 		return statusForbidden
-	case ReasonNotReady:
-		return statusServiceUnavailable
-	case ReasonInternal:
-		return statusInternalError
 	default:
 		return statusUnauthorized
 	}
@@ -184,10 +183,13 @@ func init() {
 		bodies[0][r] = string(b)
 		// The seeds' APIs' bodies: {"error":"Unauthorized"} for 401 and
 		// {"message":"Insufficient permissions"} for 403.
-		switch r.HTTPStatus() {
-		case statusForbidden:
+		switch {
+		case r == ReasonNotReady || r == ReasonInternal:
+			// Not a judgement of the request: say what happened.
+			bodies[1][r] = bodies[0][r]
+		case r.HTTPStatus() == statusForbidden:
 			bodies[1][r] = `{"message":"Insufficient permissions"}`
-		case statusUnauthorized:
+		case r.HTTPStatus() == statusUnauthorized:
 			bodies[1][r] = `{"error":"Unauthorized"}`
 		default:
 			bodies[1][r] = bodies[0][r]
