@@ -182,7 +182,7 @@ func TestNginxPortalSession(t *testing.T) {
 	g.Eventually(func() bool {
 		a = portalDo(t, c, http.MethodGet, base+"/auth/apikey-login?key="+url.QueryEscape(key), nil)
 		return len(jar.set) > 0
-	}).WithTimeout(sessionLoginTimeout).WithPolling(100 * time.Millisecond).Should(gomega.BeTrue(), "the login link set no cookie: %d %s", a.status, a.location)
+	}).WithTimeout(sessionLoginTimeout).WithPolling(100*time.Millisecond).Should(gomega.BeTrue(), "the login link set no cookie: %d %s", a.status, a.location)
 	g.Expect(a.status).To(gomega.Equal(http.StatusFound))
 	g.Expect(a.location).NotTo(gomega.ContainSubstring("error="))
 	g.Expect(jar.set).To(gomega.HaveLen(1))
