@@ -110,6 +110,7 @@ func Setup(mgr ctrl.Manager, opts Options) (*Webhook, error) {
 			Handler: &credentialWebhook{kind: k, rules: r, v: v, decoder: admission.NewDecoder(mgr.GetScheme())},
 		})
 	}
+	setupRoutePolicyWebhook(mgr)
 
 	self, err := selfUsername(ctx, mgr)
 	if err != nil {
