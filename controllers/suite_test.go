@@ -80,9 +80,11 @@ func startManager() (stop func(), err error) {
 	return startManagerWith(Options{Clock: fakeClock, OperatorNamespace: "keycap-system"})
 }
 
-// startManagerWith starts the real manager with the controllers and opts.
+// startManagerWith starts the real manager with the controllers and opts, and the cache as
+// main.go configures it for them.
 func startManagerWith(opts Options) (stop func(), err error) {
-	return testenv.StartManager(cfg, func(mgr ctrl.Manager) error { return SetupWithManager(mgr, opts) })
+	return testenv.StartManager(cfg, func(mgr ctrl.Manager) error { return SetupWithManager(mgr, opts) },
+		func(o *ctrl.Options) { o.Cache = CacheOptions() })
 }
 
 // newNamespace creates a namespace of its own for a test.
