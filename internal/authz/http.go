@@ -123,7 +123,7 @@ func (dp *DataPlane) httpDenied(w http.ResponseWriter, r Reason) {
 // (neverRedirect, httpserver.go).
 func (dp *DataPlane) newHTTPMux() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle(activation.Path, dp.activator)
+	mux.Handle(activation.Path, dp.guardActivation(dp.activator))
 	mux.Handle("/.well-known/", signing.Handler(dp.publicKeys))
 	if dp.sso != nil {
 		dp.sso.Register(mux)

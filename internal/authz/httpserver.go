@@ -26,6 +26,13 @@ func (dp *DataPlane) neverRedirect(mux *http.ServeMux) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p := r.URL.Path
 		if p == CheckPath || strings.HasPrefix(p, CheckPath+"/") {
+			if r.ContentLength != 0 {
+				// A check never reads a body. Without this the server would try to drain an
+				// announced body before answering (so `Content-Length: 100000` and no body
+				// would wait for the read timeout); closing the connection after the answer
+				// lets it answer at once.
+				w.Header().Set("Connection", "close")
+			}
 			dp.serveCheck(w, r)
 			return
 		}
@@ -39,7 +46,7 @@ func (dp *DataPlane) neverRedirect(mux *http.ServeMux) http.Handler {
 			writeNotFound(w)
 			return
 		}
-		mux.ServeHTTP(w, r)
+		dp.limitBody(mux).ServeHTTP(w, r)
 	})
 }
 
@@ -112,4 +119,37 @@ func unknownParameter(rawQuery string) string {
 		return strconv.Quote(k)
 	}
 	return ""
+}
+
+// httpLimits are the HTTP port's timeouts and sizes (a variable so that tests can shorten them).
+var httpLimits = struct {
+	readHeader, read, write, idle time.Duration
+	maxHeader                     int
+}{readHeader: 10 * time.Second, read: 15 * time.Second, write: 30 * time.Second, idle: 120 * time.Second, maxHeader: 64 << 10}
+
+// newHTTPServer returns the HTTP port's server. Every timeout is set: a client trickling its
+// headers or body is cut off after readHeader or read, a client not reading its answer after
+// write (longer than activation's deadline, so a slow apiserver still gets its 503 out), an idle
+// keep-alive connection after idle.
+func (dp *DataPlane) newHTTPServer() *http.Server {
+	return &http.Server{
+		Handler:           dp.newHTTPMux(),
+		ReadHeaderTimeout: httpLimits.readHeader,
+		ReadTimeout:       httpLimits.read,
+		WriteTimeout:      httpLimits.write,
+		IdleTimeout:       httpLimits.idle,
+		MaxHeaderBytes:    httpLimits.maxHeader,
+	}
+}
+
+// maxRequestBody bounds the body of every request the HTTP port reads (activation, SSO); /check
+// reads none.
+const maxRequestBody = 64 << 10
+
+// limitBody limits the body next may read to maxRequestBody.
+func (dp *DataPlane) limitBody(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.Body = http.MaxBytesReader(w, r.Body, maxRequestBody)
+		next.ServeHTTP(w, r)
+	})
 }

@@ -299,6 +299,10 @@ func (dp *DataPlane) Start(ctx context.Context) error {
 	gs := grpc.NewServer(
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.MaxRecvMsgSize(1<<20),
+		// The gRPC listener's timeouts: a connection must finish its handshake within 10 s, and
+		// one idle for 5 minutes is closed (Envoy reconnects at once).
+		grpc.ConnectionTimeout(10*time.Second),
+		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: 5 * time.Minute}),
 	)
 	authv3.RegisterAuthorizationServer(gs, &grpcServer{dp: dp})
 	healthServer := health.NewServer()
@@ -307,12 +311,7 @@ func (dp *DataPlane) Start(ctx context.Context) error {
 	healthpb.RegisterHealthServer(gs, healthServer)
 	reflection.Register(gs)
 
-	httpServer := &http.Server{
-		Handler:           dp.newHTTPMux(),
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    64 << 10,
-	}
+	httpServer := dp.newHTTPServer()
 
 	errs := make(chan error, 2)
 	go func() { errs <- gs.Serve(grpcLis) }()
