@@ -9,7 +9,8 @@
 //     first refused Check, p50/p99 over -trials trials;
 //   - at the largest N: Check with an AppToken (first use: a signature verification each; repeated:
 //     from the verifier's cache), Check with a licence (licensekey + instanceid), and licence
-//     activation throughput (POST /api/commercial/activate), each against the same baselines;
+//     activation throughput (POST /api/commercial/activate), and Check authenticated by an SSO
+//     session cookie, each against the same baselines;
 //   - the data plane's resident memory per loaded key (RSS at the largest N minus RSS at the
 //     smallest, over the difference in keys).
 //
@@ -146,6 +147,10 @@ func run(c config) error {
 	if err != nil {
 		return err
 	}
+	// The session keys the controllers would keep, for the session-cookie row.
+	if err := publishSessionKeys(ctx, cl); err != nil {
+		return err
+	}
 
 	// keycap's data plane alone, as its own Deployment would run it, and the no-op baselines.
 	kc, err := startKeycap(ctx, bin, kubeconfig, dir, strings.Fields(c.keycapArgs))
@@ -211,6 +216,12 @@ func run(c config) error {
 		return err
 	}
 	rows = append(rows, signedRows...)
+	say("session cookies at N=%d", len(loaded))
+	sessionRow, err := sessionKind(ctx, c, kc, noop, loaded)
+	if err != nil {
+		return err
+	}
+	rows = append(rows, sessionRow)
 
 	say("revocation: %d trials at N=%d", c.trials, len(loaded))
 	rev, err := revocation(ctx, cl, kc.grpcAddr, c.trials)
