@@ -73,6 +73,7 @@ func fuzzAll(ctx context.Context, d time.Duration) ([]row, error) {
 			failed = append(failed, t.pkg+"."+t.name)
 		}
 		rows = append(rows, r)
+		printRows(os.Stderr, []row{r})
 	}
 	if len(failed) > 0 {
 		return rows, fmt.Errorf("fuzz targets failed (their inputs are in testdata/fuzz): %s", strings.Join(failed, ", "))

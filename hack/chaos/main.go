@@ -20,6 +20,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -142,6 +143,7 @@ func run(c config) error {
 				failed = append(failed, fmt.Sprintf("scenario %d: %v", s.n, err))
 			}
 			rows = append(rows, r...)
+			printRows(os.Stderr, r) // what a run cut short still reports
 		}
 	}
 	if c.scenarios[9] && ctx.Err() == nil {
@@ -177,8 +179,12 @@ func printTable(rows []row, c config, took time.Duration) {
 		c.outage, c.soak, c.rate, c.bound, c.fuzzTime, runtime.NumCPU(), time.Now().UTC().Format("2006-01-02"), took.Round(time.Second))
 	fmt.Println("| scenario | load | duration | decisions | wrong | errors | figure |")
 	fmt.Println("|---|---|---:|---:|---:|---:|---|")
+	printRows(os.Stdout, rows)
+}
+
+func printRows(w io.Writer, rows []row) {
 	for _, r := range rows {
-		fmt.Printf("| %s | %s | %s | %d | %d | %d | %s |\n", r.scenario, r.load, r.duration.Round(time.Second), r.decisions, r.wrong, r.errors, r.figure)
+		fmt.Fprintf(w, "| %s | %s | %s | %d | %d | %d | %s |\n", r.scenario, r.load, r.duration.Round(time.Second), r.decisions, r.wrong, r.errors, r.figure)
 	}
 }
 
