@@ -4,6 +4,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/base64"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -341,3 +342,61 @@ func BenchmarkVerify(b *testing.B) {
 }
 
 var benchVerifier *Verifier
+
+// The verifier follows RFC 7515 §4.1.11 and RFC 8725: a header with "crit" names extensions
+// keycap does not understand, so the token is refused; exp, nbf and iat must be JSON numbers (a
+// string such as "exp":"1893456000" is not a NumericDate).
+func TestVerifyFollowsRFC7515AndRFC8725(t *testing.T) {
+	keys := newTestKeys(t)
+	v := NewVerifier(keys, VerifierOptions{Issuer: testIssuer, Clock: clocktesting.NewFakePassiveClock(t0.Add(time.Minute))})
+	base := func() jwt.MapClaims {
+		c := claimsOf(validInput())
+		return jwt.MapClaims{"iss": c.Issuer, "sub": c.Subject, "aud": []string(c.Audience), "jti": c.ID, "org": c.Org,
+			"scopes": c.Scopes, "exp": c.ExpiresAt.Unix(), "nbf": c.NotBefore.Unix(), "iat": c.IssuedAt.Unix()}
+	}
+	sign := func(t *testing.T, claims jwt.MapClaims, header map[string]any) string {
+		t.Helper()
+		token := jwt.NewWithClaims(jwt.SigningMethodEdDSA, claims)
+		token.Header["kid"] = keys.kid
+		for k, val := range header {
+			token.Header[k] = val
+		}
+		s, err := token.SignedString(keys.priv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	t.Run("the well-formed token verifies", func(t *testing.T) {
+		_, err := v.Verify(sign(t, base(), nil), "")
+		gomega.NewWithT(t).Expect(err).NotTo(gomega.HaveOccurred())
+	})
+	cases := map[string]func(t *testing.T) string{
+		"crit naming a claim":   func(t *testing.T) string { return sign(t, base(), map[string]any{"crit": []string{"exp"}}) },
+		"crit naming extension": func(t *testing.T) string { return sign(t, base(), map[string]any{"crit": []string{"x"}, "x": 1}) },
+		"an empty crit":         func(t *testing.T) string { return sign(t, base(), map[string]any{"crit": []string{}}) },
+		"exp as a string": func(t *testing.T) string {
+			c := base()
+			c["exp"] = strconv.FormatInt(t0.Add(time.Hour).Unix(), 10)
+			return sign(t, c, nil)
+		},
+		"iat as a string": func(t *testing.T) string {
+			c := base()
+			c["iat"] = strconv.FormatInt(t0.Unix(), 10)
+			return sign(t, c, nil)
+		},
+		"nbf as a string": func(t *testing.T) string {
+			c := base()
+			c["nbf"] = strconv.FormatInt(t0.Unix(), 10)
+			return sign(t, c, nil)
+		},
+	}
+	for name, token := range cases {
+		t.Run(name, func(t *testing.T) {
+			g := gomega.NewWithT(t)
+			_, err := v.Verify(token(t), "")
+			g.Expect(err).To(gomega.HaveOccurred())
+			g.Expect(ReasonOf(err)).To(gomega.Equal(ReasonMalformed))
+		})
+	}
+}

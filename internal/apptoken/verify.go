@@ -3,6 +3,8 @@ package apptoken
 import (
 	"crypto/ed25519"
 	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -182,6 +184,14 @@ func (v *Verifier) verify(token string) (*Verified, error) {
 	claims := &Claims{}
 	var kid string
 	parsed, err := v.parser.ParseWithClaims(token, claims, func(t *jwt.Token) (any, error) {
+		// RFC 7515 §4.1.11: "crit" lists extensions the recipient must understand; keycap
+		// understands none (and an empty list is invalid), so any "crit" refuses the token.
+		if _, crit := t.Header["crit"]; crit {
+			return nil, &Error{Reason: ReasonMalformed, err: errors.New("crit header: no extension is understood")}
+		}
+		if err := numericDates(token); err != nil {
+			return nil, err
+		}
 		kid, _ = t.Header["kid"].(string)
 		if kid == "" {
 			return nil, &Error{Reason: ReasonMalformed, err: errors.New("no kid in the header")}
@@ -270,4 +280,32 @@ func (v *Verifier) CacheLen() int {
 	v.mu.RLock()
 	defer v.mu.RUnlock()
 	return len(v.cache)
+}
+
+// numericDates refuses a token whose exp, nbf or iat is not a JSON number (RFC 7519 §2
+// NumericDate, RFC 8725 §3.11): golang-jwt also reads a string holding digits as a date. It is
+// called only for tokens not yet in the cache, so the second decode of the payload costs nothing
+// on repeated tokens.
+func numericDates(token string) error {
+	_, rest, _ := strings.Cut(token, ".")
+	payload, _, _ := strings.Cut(rest, ".")
+	raw, err := base64.RawURLEncoding.DecodeString(payload)
+	if err != nil {
+		return &Error{Reason: ReasonMalformed, err: err}
+	}
+	var dates struct {
+		Exp, Nbf, Iat json.RawMessage
+	}
+	if err := json.Unmarshal(raw, &dates); err != nil {
+		return &Error{Reason: ReasonMalformed, err: err}
+	}
+	for name, v := range map[string]json.RawMessage{"exp": dates.Exp, "nbf": dates.Nbf, "iat": dates.Iat} {
+		if len(v) > 0 && (v[0] == '-' || v[0] >= '0' && v[0] <= '9') {
+			continue
+		}
+		if len(v) > 0 {
+			return &Error{Reason: ReasonMalformed, err: fmt.Errorf("%s is not a NumericDate", name)}
+		}
+	}
+	return nil
 }

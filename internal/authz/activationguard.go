@@ -43,10 +43,13 @@ var activationLimits = struct {
 	}{burst: 20, every: 200 * time.Millisecond},
 }
 
-// activationGuard is what the HTTP port puts in front of licence activation: a rate limit per
-// client address and per licence (429 RATE_LIMITED with Retry-After) and a deadline.
+// activationGuard is what the HTTP port puts in front of licence activation: readiness (503
+// NOT_READY with Retry-After until the data plane is ready: its index may not know the licence
+// yet), a rate limit per client address and per licence (429 RATE_LIMITED with Retry-After) and
+// a deadline.
 type activationGuard struct {
 	next      http.Handler
+	ready     func() bool
 	clock     clock.PassiveClock
 	byAddress *keyedLimiter
 	byLicense *keyedLimiter
@@ -60,6 +63,7 @@ func (dp *DataPlane) guardActivation(next http.Handler) http.Handler {
 	l := activationLimits
 	return &activationGuard{
 		next:      next,
+		ready:     dp.ready,
 		clock:     clk,
 		byAddress: newKeyedLimiter(l.perAddress.burst, l.perAddress.every),
 		byLicense: newKeyedLimiter(l.perLicense.burst, l.perLicense.every),
@@ -67,6 +71,10 @@ func (dp *DataPlane) guardActivation(next http.Handler) http.Handler {
 }
 
 func (g *activationGuard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !g.ready() {
+		refuseActivation(w, http.StatusServiceUnavailable, wire.ReasonNotReady.String(), "Authorization service not ready", 5*time.Second)
+		return
+	}
 	now := g.clock.Now()
 	if wait, ok := g.byAddress.allow(clientAddress(r), now); !ok {
 		refuseActivation(w, http.StatusTooManyRequests, "RATE_LIMITED", "Too many activations from this address", wait)

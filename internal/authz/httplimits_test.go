@@ -197,3 +197,20 @@ func TestActivationIsRateLimited(t *testing.T) {
 		g.Expect(rec.Header().Get("X-Keycap-Reason")).To(gomega.Equal("RATE_LIMITED"))
 	})
 }
+
+// Activation is not served while the data plane is not ready (its index may not know the
+// licence yet): 503 NOT_READY with Retry-After, before any apiserver call.
+func TestActivationWaitsForReadiness(t *testing.T) {
+	g := gomega.NewWithT(t)
+	dp, licKey := activationDataPlane(t)
+	dp.synced = func() bool { return false }
+	req := httptest.NewRequest(http.MethodPost, activation.Path, strings.NewReader(`{}`))
+	req.Header.Set("licensekey", licKey)
+	req.Header.Set("instanceid", "i-1")
+	rec := httptest.NewRecorder()
+	dp.newHTTPMux().ServeHTTP(rec, req)
+	g.Expect(rec.Code).To(gomega.Equal(http.StatusServiceUnavailable))
+	g.Expect(rec.Header().Get("X-Keycap-Reason")).To(gomega.Equal("NOT_READY"))
+	g.Expect(rec.Header().Get("Retry-After")).NotTo(gomega.BeEmpty())
+	g.Expect(rec.Body.String()).To(gomega.MatchJSON(`{"error":{"code":"unavailable","message":"Authorization service not ready","reason":"NOT_READY"}}`))
+}
