@@ -67,7 +67,7 @@ func (s *grpcServer) Check(_ context.Context, req *authv3.CheckRequest) (resp *a
 	rc.judge(&d)
 	reason = d.Reason
 	if !d.Allowed() {
-		return s.dp.grpcDenied(reason), nil
+		return s.dp.grpcDeniedBody(reason, reason.BodyFor(s.dp.opts.CompatBodies, p.License)), nil
 	}
 	resp = s.dp.grpcAllowed(&d, &p)
 	if form.HasCookie() {
@@ -208,6 +208,11 @@ type grpcOK struct {
 // error, which Envoy's failure_mode_allow would turn into an allow, and with the same HTTP status,
 // reason and body as the HTTP port.
 func (dp *DataPlane) grpcDenied(r Reason) *authv3.CheckResponse {
+	return dp.grpcDeniedBody(r, r.Body(dp.opts.CompatBodies))
+}
+
+// grpcDeniedBody is grpcDenied with the given body (a licence's words: Reason.BodyFor).
+func (dp *DataPlane) grpcDeniedBody(r Reason, body string) *authv3.CheckResponse {
 	code := codes.Unauthenticated
 	if r.HTTPStatus() == 403 {
 		code = codes.PermissionDenied
@@ -220,7 +225,7 @@ func (dp *DataPlane) grpcDenied(r Reason) *authv3.CheckResponse {
 				headerOption("content-type", "application/json"),
 				headerOption(wire.HeaderReason, r.String()),
 			},
-			Body: r.Body(dp.opts.CompatBodies),
+			Body: body,
 		}},
 	}
 }

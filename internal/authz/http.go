@@ -61,7 +61,7 @@ func (dp *DataPlane) serveCheck(w http.ResponseWriter, r *http.Request) {
 	rc.judge(&d)
 	reason = d.Reason
 	if !d.Allowed() {
-		dp.httpDenied(w, reason)
+		dp.httpDeniedBody(w, reason, reason.BodyFor(dp.opts.CompatBodies, p.License))
 		return
 	}
 	// One backing array for every header value: the identity headers (those this kind does not
@@ -102,7 +102,11 @@ var (
 )
 
 func (dp *DataPlane) httpDenied(w http.ResponseWriter, r Reason) {
-	body := r.Body(dp.opts.CompatBodies)
+	dp.httpDeniedBody(w, r, r.Body(dp.opts.CompatBodies))
+}
+
+// httpDeniedBody is httpDenied with the given body (a licence's words: Reason.BodyFor).
+func (dp *DataPlane) httpDeniedBody(w http.ResponseWriter, r Reason, body string) {
 	h := w.Header()
 	for _, k := range identityHeaders {
 		h.Del(k)

@@ -180,3 +180,46 @@ func TestFailClosedWhateverTheProxysFailureMode(t *testing.T) {
 		})
 	}
 }
+
+// A licence refused on /check says so in its own words, not the API keys' (issue 15), with the
+// same reason codes and statuses; gRPC's denied_response carries the same body.
+func TestLicenceDenialsSayLicence(t *testing.T) {
+	dp, _ := oneKeyDataPlane(t)
+	licKey, _ := keys.Generate(keycapv1alpha1.LicenseKeyPrefix)
+	lic := &keycapv1alpha1.License{ObjectMeta: metav1.ObjectMeta{Namespace: "acme", Name: "pro"}}
+	lic.Spec.Disabled = true
+	lic.Status.Digests = []string{keys.Digest(licKey)}
+	dp.index.Upsert(project(lic))
+	unknown, _ := keys.Generate(keycapv1alpha1.LicenseKeyPrefix)
+	cases := map[string]struct {
+		key, reason, message string
+	}{
+		"disabled":  {key: licKey, reason: "DISABLED", message: "License disabled"},
+		"not found": {key: unknown, reason: "NOT_FOUND", message: "Invalid license key"},
+		"malformed": {key: "kclic_nope", reason: "MALFORMED", message: "Invalid license key"},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			g := gomega.NewWithT(t)
+			rec := serveCheck(dp, "/check", http.Header{"Licensekey": {tc.key}, "Instanceid": {"i-1"}})
+			g.Expect(rec.Code).To(gomega.Equal(http.StatusUnauthorized))
+			g.Expect(rec.Header().Get("X-Keycap-Reason")).To(gomega.Equal(tc.reason))
+			var body map[string]map[string]string
+			g.Expect(json.Unmarshal(rec.Body.Bytes(), &body)).To(gomega.Succeed())
+			g.Expect(body["error"]).To(gomega.Equal(map[string]string{"code": "unauthorized", "message": tc.message, "reason": tc.reason}))
+			g.Expect(rec.Header().Get("X-Keycap-Error-Body")).To(gomega.Equal(rec.Body.String()))
+
+			req := &authv3.CheckRequest{Attributes: &authv3.AttributeContext{Request: &authv3.AttributeContext_Request{
+				Http: &authv3.AttributeContext_HttpRequest{Headers: map[string]string{"licensekey": tc.key, "instanceid": "i-1"}, Path: "/x", Method: "GET"},
+			}}}
+			resp, err := (&grpcServer{dp: dp}).Check(context.Background(), req)
+			g.Expect(err).NotTo(gomega.HaveOccurred())
+			g.Expect(resp.GetDeniedResponse().GetBody()).To(gomega.Equal(rec.Body.String()))
+		})
+	}
+	t.Run("an API key still speaks of API keys", func(t *testing.T) {
+		g := gomega.NewWithT(t)
+		rec := serveCheck(dp, "/check", http.Header{"X-Api-Key": {"nope"}})
+		g.Expect(rec.Body.String()).To(gomega.ContainSubstring("Invalid or expired API key"))
+	})
+}

@@ -197,6 +197,37 @@ func init() {
 	}
 }
 
+// licenseMessages are the messages of the reasons a licence is refused with that would otherwise
+// speak of API keys (the words of licence activation's refusals).
+var licenseMessages = map[Reason]string{
+	ReasonMalformed: "Invalid license key",
+	ReasonNotFound:  "Invalid license key",
+	ReasonDisabled:  "License disabled",
+	ReasonExpired:   "License expired",
+}
+
+// licenseBodies are the default bodies of licenseMessages' reasons.
+var licenseBodies = func() map[Reason]string {
+	out := make(map[Reason]string, len(licenseMessages))
+	for r, m := range licenseMessages {
+		b, _ := json.Marshal(ErrorBody{Error: ErrorDetail{Code: ErrorCode(r.HTTPStatus()), Message: m, Reason: r.String()}})
+		out[r] = string(b)
+	}
+	return out
+}()
+
+// BodyFor returns the JSON body of a denial of a presented licence (license) or of any other
+// credential: a licence's MALFORMED, NOT_FOUND, DISABLED and EXPIRED speak of a licence, not of
+// an API key. The compatibility bodies are the same for every kind.
+func (r Reason) BodyFor(compat, license bool) string {
+	if license && !compat {
+		if b, ok := licenseBodies[r]; ok {
+			return b
+		}
+	}
+	return r.Body(compat)
+}
+
 // Body returns the JSON body of a denial.
 func (r Reason) Body(compat bool) string {
 	if r >= ReasonCount {
