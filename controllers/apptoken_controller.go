@@ -16,7 +16,7 @@ import (
 )
 
 const (
-	// EventReasonRenewed: a new token replaced one that was due for renewal.
+	// EventReasonRenewed is the Event reason of a new token that replaced one due for renewal.
 	EventReasonRenewed = "Renewed"
 	// signingKeyRetry is how long a kind signed by keycap waits before trying again to load the
 	// signing keys.
@@ -141,8 +141,8 @@ func tokensNotBefore(now time.Time, s *keycapv1alpha1.AppTokenStatus) time.Time 
 	if s.IssuedAt != nil && !s.IssuedAt.Time.Before(t) {
 		t = s.IssuedAt.Time.UTC().Truncate(time.Second).Add(time.Second)
 	}
-	if s.TokensNotBefore != nil && s.TokensNotBefore.Time.After(t) {
-		t = s.TokensNotBefore.Time.UTC()
+	if s.TokensNotBefore != nil && s.TokensNotBefore.After(t) {
+		t = s.TokensNotBefore.UTC()
 	}
 	return t
 }

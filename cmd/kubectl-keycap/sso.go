@@ -106,7 +106,7 @@ func runLoginLink(e *env, args []string) error {
 	}
 	key := strings.TrimSpace(string(secret.Data[k.SecretDataKey]))
 	if key == "" {
-		return fmt.Errorf("Secret %s/%s holds no %s (a bring-your-own keyHash credential?): "+
+		return fmt.Errorf("the Secret %s/%s holds no %s (a bring-your-own keyHash credential?): "+
 			"POST %s/auth/login-links with your key in the x-api-key header", namespace, secretName, k.SecretDataKey, strings.TrimSuffix(*base, "/"))
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(*base, "/")+"/auth/login-links", bytes.NewReader(nil))

@@ -23,7 +23,7 @@ func FuzzVerify(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Add(genuine)
-	f.Add(bytes.Replace(genuine, []byte("\n"), []byte("\r\n"), -1))
+	f.Add(bytes.ReplaceAll(genuine, []byte("\n"), []byte("\r\n")))
 	f.Add([]byte(BeginLine + "\n" + "eyJhbGciOiJub25lIn0.e30." + "\n" + EndLine + "\n"))
 	f.Add(genuine[:len(genuine)/2])
 	f.Fuzz(func(t *testing.T, file []byte) {

@@ -225,7 +225,7 @@ func (r *Reader) Refresh(ctx context.Context) error {
 	}
 	ks, err := session.Unmarshal(secret.Data[SecretDataKey])
 	if err != nil {
-		return fmt.Errorf("Secret %s: %w", key, err)
+		return fmt.Errorf("reading the session key Secret %s: %w", key, err)
 	}
 	r.keys.Store(&ks)
 	return nil

@@ -1,6 +1,7 @@
 package sso
 
 import (
+	"bytes"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -82,7 +83,19 @@ func newFixture(t *testing.T, mutate ...func(*Options)) *fixture {
 	return f
 }
 
-func (f *fixture) do(method, target string, header http.Header) *http.Response {
+// answer is what a handler wrote: status, headers and cookies (read from a recorder, so there is
+// no body to close).
+type answer struct {
+	StatusCode int
+	Header     http.Header
+	Body       *bytes.Reader
+	cookies    []*http.Cookie
+}
+
+// Cookies returns the cookies the answer sets.
+func (a answer) Cookies() []*http.Cookie { return a.cookies }
+
+func (f *fixture) do(method, target string, header http.Header) answer {
 	r := httptest.NewRequest(method, target, nil)
 	r.RemoteAddr = "192.0.2.1:1234"
 	for k, v := range header {
@@ -90,10 +103,11 @@ func (f *fixture) do(method, target string, header http.Header) *http.Response {
 	}
 	w := httptest.NewRecorder()
 	f.mux.ServeHTTP(w, r)
-	return w.Result()
+	resp := w.Result()
+	return answer{StatusCode: resp.StatusCode, Header: resp.Header, Body: bytes.NewReader(w.Body.Bytes()), cookies: resp.Cookies()}
 }
 
-func sessionCookie(resp *http.Response) *http.Cookie {
+func sessionCookie(resp answer) *http.Cookie {
 	for _, c := range resp.Cookies() {
 		if c.Name == session.CookieName {
 			return c
@@ -154,7 +168,8 @@ func TestKeyLogin(t *testing.T) {
 func TestSessionLifetimeOverride(t *testing.T) {
 	g := gomega.NewWithT(t)
 	f := newFixture(t)
-	c := sessionCookie(f.do(http.MethodGet, "/auth/apikey-login?key=kc_short", nil))
+	resp := f.do(http.MethodGet, "/auth/apikey-login?key=kc_short", nil)
+	c := sessionCookie(resp)
 	g.Expect(c.MaxAge).To(gomega.Equal(3600))
 }
 
@@ -253,7 +268,7 @@ func TestPortalAndLoginPages(t *testing.T) {
 	g := gomega.NewWithT(t)
 	f := newFixture(t)
 	c := sessionCookie(f.do(http.MethodGet, "/auth/agent-apikey-login?key=kcagent_ok", nil))
-	portal := func(cookie string) *http.Response {
+	portal := func(cookie string) answer {
 		return f.do(http.MethodGet, "/auth/portal", http.Header{"Cookie": {"other=1; " + session.CookieName + "=" + cookie}})
 	}
 	resp := portal(c.Value)
@@ -284,7 +299,7 @@ func TestPortalAndLoginPages(t *testing.T) {
 	g.Expect(sessionCookie(out).MaxAge).To(gomega.BeNumerically("<", 0))
 }
 
-func readAll(resp *http.Response) string {
+func readAll(resp answer) string {
 	var b strings.Builder
 	buf := make([]byte, 4096)
 	for {

@@ -149,7 +149,7 @@ func (l *LinkCollector) Sweep(ctx context.Context) error {
 	var errs []error
 	for i := range leases.Items {
 		lease := &leases.Items[i]
-		if lease.CreationTimestamp.Time.After(cutoff) {
+		if lease.CreationTimestamp.After(cutoff) {
 			continue
 		}
 		if err := l.Client.Delete(ctx, lease, client.Preconditions{UID: &lease.UID}); client.IgnoreNotFound(err) != nil {
