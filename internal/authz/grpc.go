@@ -60,9 +60,8 @@ func (s *grpcServer) Check(_ context.Context, req *authv3.CheckRequest) (resp *a
 	aud := Audience{Name: ext[ContextExtensionAudience]}
 	// A RoutePolicy holding the request's host adds its matching rules' requirements.
 	var rules [4]*routepolicy.Rule
-	var policyScopes, policyEntitlements [8]string
 	rc := s.dp.routes.route(&routepolicy.View{GRPC: true, Host: httpReq.GetHost(), Target: httpReq.GetPath(), Method: httpReq.GetMethod()}, rules[:0])
-	rc.addTo(&route, &aud, policyScopes[:0], policyEntitlements[:0])
+	rc.addTo(&route, &aud)
 	p, d := s.dp.check(&form, &route, aud)
 	rc.judge(&d)
 	reason = d.Reason

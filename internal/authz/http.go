@@ -54,9 +54,8 @@ func (dp *DataPlane) serveCheck(w http.ResponseWriter, r *http.Request) {
 	// where the original host, path and method come from is the deployment's choice
 	// (--trusted-request-attributes).
 	var rules [4]*routepolicy.Rule
-	var policyScopes, policyEntitlements [8]string
 	rc := dp.routes.route(&routepolicy.View{Host: r.Host, Target: r.RequestURI, Method: r.Method, Header: r.Header, CheckPath: CheckPath}, rules[:0])
-	rc.addTo(&req, &aud, policyScopes[:0], policyEntitlements[:0])
+	rc.addTo(&req, &aud)
 	p, d := dp.check(&form, &req, aud)
 	rc.judge(&d)
 	reason = d.Reason

@@ -122,13 +122,18 @@ func (rp *routePolicies) route(v *routepolicy.View, buf []*routepolicy.Rule) rou
 // addTo adds the rules' scopes and entitlements (both must all be held) to the proxy's
 // requirements, and their audiences to the proxy's audience: an AppToken is checked for one
 // audience, so a route that asks for two different ones no token meets. scopes and entitlements
-// are the caller's stack arrays the combined lists are built in.
-func (rc *routeCheck) addTo(req *Requirements, aud *Audience, scopes, entitlements []string) {
+// are built only for a request a policy matched (they cost two allocations there): stack arrays
+// in the caller would escape through the requirements and cost every request those allocations.
+func (rc *routeCheck) addTo(req *Requirements, aud *Audience) {
 	if len(rc.rules) == 0 {
 		return
 	}
-	scopes = append(scopes, req.Scopes...)
-	entitlements = append(entitlements, req.Entitlements...)
+	n, m := len(req.Scopes), len(req.Entitlements)
+	for _, r := range rc.rules {
+		n, m = n+len(r.Scopes), m+len(r.Entitlements)
+	}
+	scopes := append(make([]string, 0, n), req.Scopes...)
+	entitlements := append(make([]string, 0, m), req.Entitlements...)
 	for _, r := range rc.rules {
 		scopes = append(scopes, r.Scopes...)
 		entitlements = append(entitlements, r.Entitlements...)
@@ -145,7 +150,7 @@ func (rc *routeCheck) addTo(req *Requirements, aud *Audience, scopes, entitlemen
 }
 
 // judge applies what addTo could not state in the proxy's requirements (the rules' namespaces:
-// the credential's must be in every rule's list, where the proxy's lists allow any of theirs) to
+// the credential's must be in every rule's list, as in every one of the proxy's lists) to
 // a decision, and counts the decision by policy.
 //
 // A request whose route is unknown or whose path is ambiguous is refused with the policy's
