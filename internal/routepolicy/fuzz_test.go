@@ -43,7 +43,7 @@ func FuzzRoute(f *testing.F) {
 		"/admin", "/admin/users", "/public/../admin", "//admin", "/%61dmin", "/%2e%2e/admin",
 		"/public/%2e%2e/admin", "/admin%2fusers", "/public/..%2fadmin", "/public/..%5cadmin",
 		"/%2561dmin", "/public/..;/admin", "/admin;jsessionid=1", "/ADMIN", "/./admin", "/admin?x",
-		"/public#/admin", "/public/..\\admin", "/a/b/../../admin/x", "/admin%00",
+		"/public#/admin", "/public/..\\admin", "/a/b/../../admin/x", "/admin%00", "/%23", "/%3fadmin", "/public%23/../admin",
 	} {
 		f.Add(seed)
 	}

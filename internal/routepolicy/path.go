@@ -21,7 +21,7 @@ import "strings"
 // ok is false when the path's meaning depends on the upstream, and the caller must refuse the
 // request rather than guess: an encoded slash or backslash ("%2F", "%5C", which one upstream
 // decodes into a separator and another keeps inside a segment), an encoded percent sign ("%25",
-// decoded twice by some), a raw backslash (a separator to some servers), a NUL or other control
+// decoded twice by some), an encoded "?" or "#" (a second decoding would cut the path there), a raw backslash (a separator to some servers), a NUL or other control
 // character, an invalid percent-encoding, or a target that is not a path (no leading "/").
 //
 // alt is the same path with every ";parameter" removed from each segment (Tomcat and Spring
@@ -53,7 +53,9 @@ func NormalizePath(target string) (path, alt string, ok bool) {
 				return "", "", false
 			}
 			c = hi<<4 | lo
-			if c == '/' || c == '\\' || c == '%' {
+			// An encoded "?" or "#" is part of the path to an upstream, but a second reading
+			// (a proxy decoding once more) would cut the path there: ambiguous as well.
+			if c == '/' || c == '\\' || c == '%' || c == '?' || c == '#' {
 				return "", "", false
 			}
 			i += 2
