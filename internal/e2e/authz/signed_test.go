@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"io"
@@ -23,6 +24,7 @@ import (
 	keycapv1alpha1 "github.com/keycap-dev/keycap/api/v1alpha1"
 	"github.com/keycap-dev/keycap/internal/activation"
 	"github.com/keycap-dev/keycap/internal/apptoken"
+	"github.com/keycap-dev/keycap/internal/authz/wire"
 	"github.com/keycap-dev/keycap/internal/keys"
 	"github.com/keycap-dev/keycap/internal/signing"
 )
@@ -361,19 +363,33 @@ func TestJWKSVerifiesAppTokens(t *testing.T) {
 	g.Expect(parsed.Valid).To(gomega.BeTrue())
 	g.Expect(claims).To(gomega.HaveKeyWithValue("org", signedNamespace))
 
-	// A token with one byte of its payload changed does not verify with the same JWKS.
+	// A token whose payload is still well-formed JSON but claims another org does not verify with
+	// the same JWKS: the refusal is the signature's, not a decoding error.
 	parts := strings.Split(token, ".")
-	tampered := parts[0] + "." + strings.Replace(parts[1], parts[1][5:6], flip(parts[1][5:6]), 1) + "." + parts[2]
+	tampered := parts[0] + "." + reclaim(t, parts[1], "org", "someone-else") + "." + parts[2]
 	_, err = jwt.Parse(tampered, keyfunc, jwt.WithValidMethods([]string{"EdDSA"}), jwt.WithTimeFunc(world.clock.Now))
-	g.Expect(err).To(gomega.HaveOccurred())
+	g.Expect(err).To(gomega.MatchError(jwt.ErrTokenSignatureInvalid))
+	g.Expect(err).NotTo(gomega.MatchError(jwt.ErrTokenMalformed))
+	// The data plane refuses it for the same reason.
+	r := check(t, grpcClient(t), checkRequest(bearerOf(tampered), nil))
+	g.Expect(r.code).To(gomega.Equal(codes.Unauthenticated))
+	g.Expect(r.reason).To(gomega.Equal(wire.ReasonInvalidSignature.String()))
 }
 
-// flip returns a different base64url character.
-func flip(c string) string {
-	if c == "A" {
-		return "B"
-	}
-	return "A"
+// reclaim returns the base64url JWT payload with claim set to value, re-encoded as valid JSON.
+func reclaim(t *testing.T, payload, claim, value string) string {
+	t.Helper()
+	g := gomega.NewWithT(t)
+	raw, err := base64.RawURLEncoding.DecodeString(payload)
+	g.Expect(err).NotTo(gomega.HaveOccurred())
+	claims := map[string]any{}
+	g.Expect(json.Unmarshal(raw, &claims)).To(gomega.Succeed())
+	g.Expect(claims).To(gomega.HaveKey(claim))
+	g.Expect(claims[claim]).NotTo(gomega.Equal(value))
+	claims[claim] = value
+	raw, err = json.Marshal(claims)
+	g.Expect(err).NotTo(gomega.HaveOccurred())
+	return base64.RawURLEncoding.EncodeToString(raw)
 }
 
 func TestNginxAppTokensAndLicenses(t *testing.T) {
