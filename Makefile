@@ -181,22 +181,33 @@ helm-lint: helm ## helm lint and helm template the chart (make test does more: i
 
 ##@ Tools
 
+# Each tool is installed as bin/<tool>-<version> with bin/<tool> a link to it, and the link is
+# checked on every use: changing a pinned version installs that version (a plain file target
+# would keep an old binary for as long as bin/<tool> exists).
+# $(call go-install-tool,bin/tool,package,version)
+define go-install-tool
+@[ -f "$(1)-$(3)" ] && [ "$$(readlink -- "$(1)" 2>/dev/null)" = "$$(basename -- "$(1)-$(3)")" ] || { \
+	set -e; \
+	echo "installing $(2)@$(3) into $(LOCALBIN)"; \
+	rm -f "$(1)"; \
+	GOBIN="$(LOCALBIN)" go install "$(2)@$(3)"; \
+	mv "$(1)" "$(1)-$(3)"; \
+	ln -sf "$$(basename -- "$(1)-$(3)")" "$(1)"; \
+}
+endef
+
 .PHONY: controller-gen
-controller-gen: $(CONTROLLER_GEN)
-$(CONTROLLER_GEN):
-	GOBIN=$(LOCALBIN) go install sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_GEN_VERSION)
+controller-gen:
+	$(call go-install-tool,$(CONTROLLER_GEN),sigs.k8s.io/controller-tools/cmd/controller-gen,$(CONTROLLER_GEN_VERSION))
 
 .PHONY: kustomize
-kustomize: $(KUSTOMIZE)
-$(KUSTOMIZE):
-	GOBIN=$(LOCALBIN) go install sigs.k8s.io/kustomize/kustomize/v5@$(KUSTOMIZE_VERSION)
+kustomize:
+	$(call go-install-tool,$(KUSTOMIZE),sigs.k8s.io/kustomize/kustomize/v5,$(KUSTOMIZE_VERSION))
 
 .PHONY: helm
-helm: $(HELM)
-$(HELM):
-	GOBIN=$(LOCALBIN) go install helm.sh/helm/v4/cmd/helm@$(HELM_VERSION)
+helm:
+	$(call go-install-tool,$(HELM),helm.sh/helm/v4/cmd/helm,$(HELM_VERSION))
 
 .PHONY: golangci-lint
-golangci-lint: $(GOLANGCI_LINT)
-$(GOLANGCI_LINT):
-	GOBIN=$(LOCALBIN) go install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
+golangci-lint:
+	$(call go-install-tool,$(GOLANGCI_LINT),github.com/golangci/golangci-lint/v2/cmd/golangci-lint,$(GOLANGCI_LINT_VERSION))

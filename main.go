@@ -309,7 +309,7 @@ func run(o options) error {
 	return mgr.Start(ctx)
 }
 
-// announceReady prints the `keycap ready` line that scripts wait for (DESIGN.md's contract for
+// announceReady prints the `keycap ready` line that scripts wait for (the contract README's "Two commands" states for
 // `make run`) once the caches have synced and, when the data plane runs, once it is serving.
 func announceReady(ctx context.Context, mgr ctrl.Manager, components map[string]bool, dataPlane *authz.DataPlane) {
 	if !mgr.GetCache().WaitForCacheSync(ctx) {

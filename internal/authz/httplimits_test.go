@@ -86,6 +86,7 @@ func TestCheckIsAnsweredWithoutReadingABody(t *testing.T) {
 		c := rawRequest(t, addr, "POST "+target+" HTTP/1.1\r\nHost: keycap\r\nx-api-key: "+key+"\r\nContent-Length: 100000\r\n\r\n")
 		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
 		g.Expect(err).NotTo(gomega.HaveOccurred())
+		g.Expect(resp.Body.Close()).To(gomega.Succeed())
 		g.Expect(resp.StatusCode).To(gomega.Equal(http.StatusOK))
 		g.Expect(resp.Header.Get("X-Keycap-Reason")).To(gomega.Equal("OK"))
 		g.Expect(resp.Close).To(gomega.BeTrue())
@@ -93,6 +94,7 @@ func TestCheckIsAnsweredWithoutReadingABody(t *testing.T) {
 	c := rawRequest(t, addr, "POST /check HTTP/1.1\r\nHost: keycap\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab")
 	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
 	g.Expect(err).NotTo(gomega.HaveOccurred())
+	defer resp.Body.Close()
 	g.Expect(resp.StatusCode).To(gomega.Equal(http.StatusUnauthorized))
 }
 
@@ -152,6 +154,7 @@ func TestActivationHasADeadline(t *testing.T) {
 		"\r\ninstanceid: i-1\r\nContent-Length: 2\r\n\r\n{}")
 	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
 	g.Expect(err).NotTo(gomega.HaveOccurred())
+	defer resp.Body.Close()
 	g.Expect(resp.StatusCode).To(gomega.Equal(http.StatusServiceUnavailable))
 	g.Expect(resp.Header.Get("X-Keycap-Reason")).To(gomega.Equal("BUSY"))
 	g.Expect(resp.Header.Get("Retry-After")).NotTo(gomega.BeEmpty())

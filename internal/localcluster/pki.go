@@ -3,8 +3,6 @@ package localcluster
 import (
 	"bytes"
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
@@ -12,11 +10,12 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"math/big"
 	"net"
 	"os"
 	"path/filepath"
 	"time"
+
+	keycappki "github.com/keycap-dev/keycap/internal/pki"
 )
 
 const (
@@ -107,24 +106,12 @@ func (p pki) ensureLeaf(certFile, keyFile string, template, ca *x509.Certificate
 	if err == nil && cert.CheckSignatureFrom(ca) == nil && now.Add(renewBefore).Before(cert.NotAfter) {
 		return nil
 	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return err
-	}
-	template.SerialNumber, err = serial()
-	if err != nil {
-		return err
-	}
 	template.NotBefore = now.Add(-time.Hour)
 	template.NotAfter = now.Add(leafLifetime)
 	template.KeyUsage = x509.KeyUsageDigitalSignature
-	der, err := x509.CreateCertificate(rand.Reader, template, ca, key.Public(), caKey)
+	cert, key, err := keycappki.Issue(template, ca, caKey)
 	if err != nil {
-		return fmt.Errorf("signing %s: %w", filepath.Base(certFile), err)
-	}
-	cert, err = x509.ParseCertificate(der)
-	if err != nil {
-		return err
+		return fmt.Errorf("%s: %w", filepath.Base(certFile), err)
 	}
 	return writePair(certFile, keyFile, cert, key)
 }
@@ -154,33 +141,12 @@ func (p pki) ensureServiceAccountKey() error {
 }
 
 func newCA(now time.Time) (*x509.Certificate, crypto.Signer, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, nil, err
-	}
-	sn, err := serial()
-	if err != nil {
-		return nil, nil, err
-	}
-	template := &x509.Certificate{
-		SerialNumber:          sn,
-		Subject:               pkix.Name{CommonName: "keycap local control plane CA"},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(caLifetime),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, template, template, key.Public(), key)
-	if err != nil {
-		return nil, nil, err
-	}
-	cert, err := x509.ParseCertificate(der)
-	return cert, key, err
-}
-
-func serial() (*big.Int, error) {
-	return rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+	return keycappki.NewCA(&x509.Certificate{
+		Subject:   pkix.Name{CommonName: "keycap local control plane CA"},
+		NotBefore: now.Add(-time.Hour),
+		NotAfter:  now.Add(caLifetime),
+		KeyUsage:  x509.KeyUsageCRLSign,
+	})
 }
 
 func loadPair(certFile, keyFile string) (*x509.Certificate, crypto.Signer, error) {

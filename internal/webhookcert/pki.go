@@ -3,18 +3,17 @@ package webhookcert
 import (
 	"bytes"
 	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"math/big"
 	"net"
 	"slices"
 	"time"
+
+	"github.com/keycap-dev/keycap/internal/pki"
 )
 
 // backdate moves NotBefore into the past so that an apiserver whose clock is a little behind the
@@ -31,29 +30,12 @@ type authority struct {
 
 // newAuthority creates a self-signed ECDSA P-256 CA valid from now-backdate for lifetime.
 func newAuthority(commonName string, now time.Time, lifetime time.Duration) (*authority, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	serial, err := serialNumber()
-	if err != nil {
-		return nil, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial,
-		Subject:               pkix.Name{CommonName: commonName, Organization: []string{"keycap"}},
-		NotBefore:             now.Add(-backdate),
-		NotAfter:              now.Add(lifetime),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-		MaxPathLenZero:        true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return nil, fmt.Errorf("signing the CA: %w", err)
-	}
-	cert, err := x509.ParseCertificate(der)
+	cert, key, err := pki.NewCA(&x509.Certificate{
+		Subject:        pkix.Name{CommonName: commonName, Organization: []string{"keycap"}},
+		NotBefore:      now.Add(-backdate),
+		NotAfter:       now.Add(lifetime),
+		MaxPathLenZero: true,
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -62,20 +44,12 @@ func newAuthority(commonName string, now time.Time, lifetime time.Duration) (*au
 		return nil, err
 	}
 	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})
-	return &authority{cert: cert, certPEM: encodeCert(der), key: key, keyPEM: keyPEM}, nil
+	return &authority{cert: cert, certPEM: pki.EncodeCert(cert.Raw), key: key, keyPEM: keyPEM}, nil
 }
 
 // issue signs a serving certificate for the given names, valid until min(now+lifetime, the CA's
 // expiry). It returns the certificate and key in PEM.
 func (a *authority) issue(dnsNames []string, ips []net.IP, now time.Time, lifetime time.Duration) (certPEM, keyPEM []byte, err error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, nil, err
-	}
-	serial, err := serialNumber()
-	if err != nil {
-		return nil, nil, err
-	}
 	notAfter := now.Add(lifetime)
 	if notAfter.After(a.cert.NotAfter) {
 		notAfter = a.cert.NotAfter
@@ -84,25 +58,23 @@ func (a *authority) issue(dnsNames []string, ips []net.IP, now time.Time, lifeti
 	if len(dnsNames) > 0 {
 		cn = dnsNames[0]
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber: serial,
-		Subject:      pkix.Name{CommonName: cn, Organization: []string{"keycap"}},
-		NotBefore:    now.Add(-backdate),
-		NotAfter:     notAfter,
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		DNSNames:     dnsNames,
-		IPAddresses:  ips,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, a.cert, &key.PublicKey, a.key)
+	cert, key, err := pki.Issue(&x509.Certificate{
+		Subject:     pkix.Name{CommonName: cn, Organization: []string{"keycap"}},
+		NotBefore:   now.Add(-backdate),
+		NotAfter:    notAfter,
+		KeyUsage:    x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		DNSNames:    dnsNames,
+		IPAddresses: ips,
+	}, a.cert, a.key)
 	if err != nil {
-		return nil, nil, fmt.Errorf("signing the serving certificate: %w", err)
+		return nil, nil, fmt.Errorf("the serving certificate: %w", err)
 	}
 	keyDER, err := x509.MarshalECPrivateKey(key)
 	if err != nil {
 		return nil, nil, err
 	}
-	return encodeCert(der), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), nil
+	return pki.EncodeCert(cert.Raw), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), nil
 }
 
 // parseAuthority reads the CA from its certificate and key PEM.
@@ -206,12 +178,4 @@ func bundleContains(bundle []byte, cert *x509.Certificate) bool {
 		}
 	}
 	return false
-}
-
-func encodeCert(der []byte) []byte {
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-}
-
-func serialNumber() (*big.Int, error) {
-	return rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 128))
 }

@@ -39,6 +39,8 @@ import (
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
+
+	"github.com/keycap-dev/keycap/internal/pki"
 )
 
 // Secret data keys.
@@ -291,7 +293,7 @@ func (m *Manager) writeSecret(ctx context.Context, secret *corev1.Secret, st sta
 	data := map[string][]byte{
 		KeyCABundle:             bundle,
 		KeyCAKey:                st.ca.keyPEM,
-		corev1.TLSCertKey:       encodeCert(st.serving.leaf.Raw),
+		corev1.TLSCertKey:       pki.EncodeCert(st.serving.leaf.Raw),
 		corev1.TLSPrivateKeyKey: st.serving.keyPEM,
 	}
 	if secret == nil {
@@ -367,7 +369,7 @@ func decode(secret *corev1.Secret) state {
 	}
 	if certs, err := parseCerts(secret.Data[KeyCABundle]); err == nil {
 		for _, c := range certs {
-			st.trusted = append(st.trusted, encodeCert(c.Raw))
+			st.trusted = append(st.trusted, pki.EncodeCert(c.Raw))
 		}
 		if ca, err := parseAuthority(st.trusted[0], secret.Data[KeyCAKey]); err == nil {
 			st.ca = ca
