@@ -10,7 +10,8 @@
 //   - at the largest N: Check with an AppToken (first use: a signature verification each; repeated:
 //     from the verifier's cache), Check with a licence (licensekey + instanceid), and licence
 //     activation throughput (POST /api/commercial/activate), and Check authenticated by an SSO
-//     session cookie, each against the same baselines;
+//     session cookie, and Check (gRPC and HTTP) of a request on a host a RoutePolicy holds, each
+//     against the same baselines;
 //   - the data plane's resident memory per loaded key (RSS at the largest N minus RSS at the
 //     smallest, over the difference in keys).
 //
@@ -222,6 +223,12 @@ func run(c config) error {
 		return err
 	}
 	rows = append(rows, sessionRow)
+	say("RoutePolicy match at N=%d", len(loaded))
+	policyRows, err := routePolicyKinds(ctx, c, cl, kc, noop, loaded)
+	if err != nil {
+		return err
+	}
+	rows = append(rows, policyRows...)
 
 	say("revocation: %d trials at N=%d", c.trials, len(loaded))
 	rev, err := revocation(ctx, cl, kc.grpcAddr, c.trials)
@@ -851,6 +858,11 @@ func loadGRPC(ctx context.Context, server *process, addr string, ks []string, c 
 }
 
 func loadHTTP(ctx context.Context, server *process, url string, ks []string, c config) stats {
+	return loadHTTPHost(ctx, server, url, "", ks, c)
+}
+
+// loadHTTPHost is loadHTTP with the requests' Host set to host (the URL's when empty).
+func loadHTTPHost(ctx context.Context, server *process, url, host string, ks []string, c config) stats {
 	tr := &http.Transport{MaxIdleConns: c.concurrency, MaxIdleConnsPerHost: c.concurrency, IdleConnTimeout: time.Minute}
 	defer tr.CloseIdleConnections()
 	hc := &http.Client{Transport: tr, Timeout: 10 * time.Second}
@@ -858,6 +870,9 @@ func loadHTTP(ctx context.Context, server *process, url string, ks []string, c c
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 		if err != nil {
 			return false, err
+		}
+		if host != "" {
+			req.Host = host
 		}
 		req.Header.Set("X-Api-Key", keyFor(ks, w, i%4096))
 		resp, err := hc.Do(req)
