@@ -176,7 +176,7 @@ func (rc *routeCheck) judge(d *Decision) {
 	}
 	policy := "" // refused before a policy was found: the request named no host
 	if rc.policy != nil {
-		policy = rc.policy.Name.String()
+		policy = rc.policy.Label
 	}
 	routePolicyChecks.WithLabelValues(policy, result).Inc()
 }

@@ -59,8 +59,10 @@ func (r *Rule) matchesMethod(m string) bool {
 
 // Policy is one compiled RoutePolicy.
 type Policy struct {
-	// Name is the policy's namespace/name (metrics label, logs).
-	Name types.NamespacedName
+	// Name is the policy's namespace/name; Label is the same as one string, made once so that
+	// labelling a decision's metric allocates nothing.
+	Name  types.NamespacedName
+	Label string
 	// prefixes maps each lower-cased prefix (without trailing slash; "/" stays "/") to its rules.
 	prefixes map[string][]*Rule
 }
@@ -193,10 +195,8 @@ func Older(a, b *keycapv1alpha1.RoutePolicy) bool {
 }
 
 func compile(rp *keycapv1alpha1.RoutePolicy) *Policy {
-	p := &Policy{
-		Name:     types.NamespacedName{Namespace: rp.Namespace, Name: rp.Name},
-		prefixes: map[string][]*Rule{},
-	}
+	name := types.NamespacedName{Namespace: rp.Namespace, Name: rp.Name}
+	p := &Policy{Name: name, Label: name.String(), prefixes: map[string][]*Rule{}}
 	for i := range rp.Spec.Rules {
 		in := &rp.Spec.Rules[i]
 		r := &Rule{
