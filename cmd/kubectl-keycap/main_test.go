@@ -295,12 +295,22 @@ func TestCreateAgentKeyJSONAndContextNamespace(t *testing.T) {
 	g.Expect(verified.stdout).To(gomega.MatchRegexp(`Kind:\s+AgentKey`))
 }
 
-// The test kubeconfig's context names no namespace: as with kubectl, that means "default".
+// The test kubeconfig's context names no namespace: as with kubectl, that means "default". The
+// namespace every command works in is connect's, so this asks connect rather than create a key
+// in the shared "default" namespace; -n still wins over it.
 func TestCreateWithoutNamespaceUsesDefault(t *testing.T) {
 	g := gomega.NewWithT(t)
-	created := plugin("", "create", "apikey", "in-default")
+	_, namespace, err := (&env{globals: globals{kubeconfig: kubeconfig}}).connect()
+	g.Expect(err).NotTo(gomega.HaveOccurred())
+	g.Expect(namespace).To(gomega.Equal("default"))
+
+	ns := newNamespace(t)
+	_, namespace, err = (&env{globals: globals{kubeconfig: kubeconfig, namespace: ns}}).connect()
+	g.Expect(err).NotTo(gomega.HaveOccurred())
+	g.Expect(namespace).To(gomega.Equal(ns))
+	created := plugin("", "create", "apikey", "in-flag-namespace", "-n", ns)
 	g.Expect(created.code).To(gomega.Equal(exitOK), created.stderr)
-	getApiKey(g, "default", "in-default")
+	getApiKey(g, ns, "in-flag-namespace")
 }
 
 func TestCreateFailsClearlyWhenNotReady(t *testing.T) {
