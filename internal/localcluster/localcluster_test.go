@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -36,14 +37,31 @@ const (
 	collectTimeout = time.Minute
 )
 
-func freePort(t *testing.T) int {
+// freePorts returns n distinct free ports, none of them in taken, for processes that bind a port
+// number themselves (etcd, kube-apiserver, the webhook URL keycap would serve): they take no
+// listener. Every listener stays open until all n ports are chosen, so two picks cannot be the
+// same port, and a port handed out earlier (taken, closed since) is skipped; they are closed
+// together on return, right before the caller hands the ports on.
+func freePorts(t *testing.T, n int, taken ...int) []int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	var held []net.Listener
+	defer func() {
+		for _, l := range held {
+			_ = l.Close()
+		}
+	}()
+	var ports []int
+	for len(ports) < n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, l)
+		if p := l.Addr().(*net.TCPAddr).Port; !slices.Contains(taken, p) {
+			ports = append(ports, p)
+		}
 	}
-	defer func() { _ = l.Close() }()
-	return l.Addr().(*net.TCPAddr).Port
+	return ports
 }
 
 func testOptions(t *testing.T, dir string) Options {
@@ -52,13 +70,14 @@ func testOptions(t *testing.T, dir string) Options {
 	if err != nil {
 		t.Fatal(err)
 	}
+	ports := freePorts(t, 3)
 	return Options{
 		Dir:               dir,
 		AssetsDir:         assets,
 		OperatorNamespace: "keycap-system",
-		WebhookURL:        "https://127.0.0.1:" + strconv.Itoa(freePort(t)),
-		APIServerPort:     freePort(t),
-		EtcdPort:          freePort(t),
+		WebhookURL:        "https://127.0.0.1:" + strconv.Itoa(ports[0]),
+		APIServerPort:     ports[1],
+		EtcdPort:          ports[2],
 	}
 }
 
@@ -302,7 +321,8 @@ func TestStartRefusesABusyPort(t *testing.T) {
 		}},
 		"a port keycap listens on once the control plane runs": {occupy: func(t *testing.T, opts *Options) []string {
 			addr := listen(t)
-			opts.Listeners = []Listener{{Addr: "127.0.0.1:" + strconv.Itoa(freePort(t)), What: "metrics"}, {Addr: addr, What: "health probes, --health-probe-bind-address"}}
+			metrics := freePorts(t, 1, opts.APIServerPort, opts.EtcdPort, port(strings.TrimPrefix(opts.WebhookURL, "https://")))[0]
+			opts.Listeners = []Listener{{Addr: "127.0.0.1:" + strconv.Itoa(metrics), What: "metrics"}, {Addr: addr, What: "health probes, --health-probe-bind-address"}}
 			return []string{"port " + addr + " is in use (health probes, --health-probe-bind-address)"}
 		}},
 		"every taken port at once": {occupy: func(t *testing.T, opts *Options) []string {

@@ -233,13 +233,14 @@ func TestCaddyForwardAuth(t *testing.T) {
 	ns := newNamespace(t)
 	host := fmt.Sprintf("shop-%s.example.com", ns)
 	createShopPolicy(t, ns, host)
-	port := freePort(t)
+	upstream := echoUpstream(t)
+	port := freePort(t) // last, once the upstream listens (see freePort)
 	cmd := exec.Command(bin, "run", "--adapter", "caddyfile", "--config",
 		filepath.Join("..", "..", "..", "config", "samples", "integrations", "caddy", "Caddyfile"))
 	cmd.Env = append(os.Environ(),
 		"CADDY_PORT="+strconv.Itoa(port),
 		"KEYCAP_HTTP="+dp.HTTPAddr().String(),
-		"UPSTREAM="+echoUpstream(t),
+		"UPSTREAM="+upstream,
 		"HOME="+t.TempDir(), "XDG_DATA_HOME="+t.TempDir(), "XDG_CONFIG_HOME="+t.TempDir())
 	runProxy(t, "caddy", cmd, port)
 	proxyCases(t, "http://127.0.0.1:"+strconv.Itoa(port), host, ns)

@@ -44,6 +44,11 @@ func findNginx(t *testing.T) string {
 	return ""
 }
 
+// freePort returns a port for an external proxy (nginx, caddy, traefik) to bind itself: such a
+// process takes a port number, not a listener. The listener is closed just before the return, so
+// callers pick it last, right before starting the process, once every listener of the test's own
+// (upstreams, data planes) is bound: nothing of the test can then take the port in between, and a
+// test picks only one.
 func freePort(t *testing.T) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")

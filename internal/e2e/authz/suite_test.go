@@ -94,6 +94,10 @@ func runWithDataPlane(m *testing.M, env *envtest.Environment) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	// The manager binds its health probe address itself and takes no listener (controller-runtime
+	// keeps that option unexported), nor tells which port ":0" got: pick one, and close it only
+	// here, right before NewManager binds it. Nothing else of this process listens in between (the
+	// data plane's ":0" listeners come later), so no pick of ours can take it.
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, err

@@ -35,12 +35,13 @@ func TestTraefikForwardAuth(t *testing.T) {
 	ns := newNamespace(t)
 	host := "shop-" + ns + ".example.com"
 	createShopPolicy(t, ns, host)
-	port := freePort(t)
+	upstream := echoUpstream(t)
+	port := freePort(t) // last, once the upstream listens (see freePort)
 	cmd := exec.Command(bin,
 		"--entryPoints.web.address=127.0.0.1:"+strconv.Itoa(port),
 		"--providers.file.filename="+filepath.Join(testenv.RepoRoot(), "config", "samples", "integrations", "traefik", "file-provider.yml"),
 		"--log.level=ERROR", "--global.checkNewVersion=false", "--global.sendAnonymousUsage=false")
-	cmd.Env = append(os.Environ(), "KEYCAP_HTTP="+dp.HTTPAddr().String(), "UPSTREAM="+echoUpstream(t))
+	cmd.Env = append(os.Environ(), "KEYCAP_HTTP="+dp.HTTPAddr().String(), "UPSTREAM="+upstream)
 	runProxy(t, "traefik", cmd, port)
 	// The entry point listens before the file provider's routers are loaded: wait for keycap's
 	// refusal instead of Traefik's 404.
