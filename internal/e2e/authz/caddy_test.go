@@ -35,6 +35,13 @@ const proxyStartTimeout = 30 * time.Second
 // --trusted-request-attributes=src`, on the suite's apiserver and clock.
 func startDataPlane(t *testing.T, src routepolicy.Source) *authz.DataPlane {
 	t.Helper()
+	return startDataPlaneWith(t, func(o *authz.Options) { o.TrustedRequestAttributes = src })
+}
+
+// startDataPlaneWith is startDataPlane with the options changed by mutate (a test's own clock,
+// say, so that stepping it moves no other test's time).
+func startDataPlaneWith(t *testing.T, mutate func(*authz.Options)) *authz.DataPlane {
+	t.Helper()
 	g := gomega.NewWithT(t)
 	mgr, err := ctrl.NewManager(world.config, ctrl.Options{
 		Scheme:                 testenv.Scheme(),
@@ -43,15 +50,16 @@ func startDataPlane(t *testing.T, src routepolicy.Source) *authz.DataPlane {
 		Cache:                  authz.StandaloneCacheOptions(),
 	})
 	g.Expect(err).NotTo(gomega.HaveOccurred())
-	dp, err := authz.SetupWithManager(mgr, authz.Options{
+	opts := authz.Options{
 		GRPCAddr:                  "127.0.0.1:0",
 		HTTPAddr:                  "127.0.0.1:0",
 		Clock:                     world.clock,
 		OperatorNamespace:         operatorNamespace,
 		PublicKeysRefreshInterval: 100 * time.Millisecond,
 		DisableLastUsed:           true,
-		TrustedRequestAttributes:  src,
-	})
+	}
+	mutate(&opts)
+	dp, err := authz.SetupWithManager(mgr, opts)
 	g.Expect(err).NotTo(gomega.HaveOccurred())
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

@@ -15,15 +15,23 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	clocktesting "k8s.io/utils/clock/testing"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	keycapv1alpha1 "github.com/keycap-dev/keycap/api/v1alpha1"
+	"github.com/keycap-dev/keycap/internal/authz"
 	"github.com/keycap-dev/keycap/internal/keys"
 )
 
 func grpcClient(t *testing.T) authv3.AuthorizationClient {
 	t.Helper()
-	conn, err := grpc.NewClient(world.dp.GRPCAddr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	return grpcClientOf(t, world.dp)
+}
+
+// grpcClientOf is an ext_authz client of the data plane dp.
+func grpcClientOf(t *testing.T, dp *authz.DataPlane) authv3.AuthorizationClient {
+	t.Helper()
+	conn, err := grpc.NewClient(dp.GRPCAddr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	gomega.NewWithT(t).Expect(err).NotTo(gomega.HaveOccurred())
 	t.Cleanup(func() { _ = conn.Close() })
 	return authv3.NewAuthorizationClient(conn)
@@ -214,25 +222,27 @@ func TestGRPCRevocation(t *testing.T) {
 
 	t.Run("a key is refused the moment it expires, without any watch event", func(t *testing.T) {
 		g := gomega.NewWithT(t)
-		soon := metav1.NewTime(world.clock.Now().Add(time.Hour))
+		clk, reasonOf := ownClock(t)
+		soon := metav1.NewTime(clk.Now().Add(time.Hour))
 		key, _ := createApiKey(t, ns, "expires-soon", func(k *keycapv1alpha1.ApiKey) { k.Spec.ExpiresAt = &soon })
 		g.Eventually(reasonOf(key)).WithTimeout(propagationTimeout).Should(gomega.Equal("OK"))
-		world.clock.Step(time.Hour)
+		clk.Step(time.Hour)
 		g.Expect(reasonOf(key)()).To(gomega.Equal("EXPIRED"))
 	})
 
 	t.Run("the previous key works through the grace period only", func(t *testing.T) {
 		g := gomega.NewWithT(t)
+		clk, reasonOf := ownClock(t)
 		previous, _ := keys.Generate("kc")
 		current, _ := keys.Generate("kc")
-		until := metav1.NewTime(world.clock.Now().Add(10 * time.Minute))
+		until := metav1.NewTime(clk.Now().Add(10 * time.Minute))
 		_, _ = createApiKey(t, ns, "rotated", func(k *keycapv1alpha1.ApiKey) {
 			k.Status.Digests = []string{keys.Digest(current), keys.Digest(previous)}
 			k.Status.PreviousKeyValidUntil = &until
 		})
 		g.Eventually(reasonOf(previous)).WithTimeout(propagationTimeout).Should(gomega.Equal("OK"))
 		g.Expect(reasonOf(current)()).To(gomega.Equal("OK"))
-		world.clock.Step(10 * time.Minute)
+		clk.Step(10 * time.Minute)
 		g.Expect(reasonOf(previous)()).To(gomega.Equal("EXPIRED"))
 		g.Expect(reasonOf(current)()).To(gomega.Equal("OK"))
 	})
@@ -269,20 +279,41 @@ func TestGRPCAgentKeys(t *testing.T) {
 	g.Eventually(func() string { return checkKey(agentKey, nil).reason }).WithTimeout(revocationTimeout).WithPolling(5 * time.Millisecond).Should(gomega.Equal("PARENT_INACTIVE"))
 }
 
+// ownClock starts a data plane on a fake clock of the test's own, at the suite clock's time, and
+// returns the clock and the reason that data plane gives an x-api-key: a test stepping it moves
+// no other test's time.
+func ownClock(t *testing.T) (*clocktesting.FakeClock, func(key string) func() string) {
+	t.Helper()
+	clk := clocktesting.NewFakeClock(world.clock.Now())
+	c := grpcClientOf(t, startDataPlaneWith(t, func(o *authz.Options) { o.Clock = clk }))
+	return clk, func(key string) func() string {
+		return func() string { return check(t, c, checkRequest(map[string]string{"x-api-key": key}, nil)).reason }
+	}
+}
+
 func TestLastUsedAtIsWrittenInTheBackground(t *testing.T) {
 	ns := newNamespace(t)
-	c := grpcClient(t)
+	// A data plane on a clock of this test's own: the wait below steps it once per poll, so how
+	// far it moves depends on the apiserver's speed, and the suite's clock must not move with it.
+	suiteNow := world.clock.Now()
+	clk := clocktesting.NewFakeClock(suiteNow)
+	dp := startDataPlaneWith(t, func(o *authz.Options) {
+		o.Clock = clk
+		o.DisableLastUsed = false
+		o.LastUsedFlushInterval = lastUsedFlush
+	})
+	c := grpcClientOf(t, dp)
 	key, k := createApiKey(t, ns, "used", nil)
 	g := gomega.NewWithT(t)
 	g.Eventually(func() string {
 		return check(t, c, checkRequest(map[string]string{"x-api-key": key}, nil)).reason
 	}).WithTimeout(propagationTimeout).Should(gomega.Equal("OK"))
-	usedAt := world.clock.Now()
+	usedAt := clk.Now()
 
 	// The write waits for the flush tick of the (fake) clock.
 	got := &keycapv1alpha1.ApiKey{}
 	g.Eventually(func() *metav1.Time {
-		world.clock.Step(lastUsedFlush)
+		clk.Step(lastUsedFlush)
 		g.Expect(world.client.Get(context.Background(), client.ObjectKeyFromObject(k), got)).To(gomega.Succeed())
 		return got.Status.LastUsedAt
 	}).WithTimeout(propagationTimeout).ShouldNot(gomega.BeNil())
@@ -290,4 +321,5 @@ func TestLastUsedAtIsWrittenInTheBackground(t *testing.T) {
 	// Only lastUsedAt changed in status.
 	g.Expect(got.Status.Digests).To(gomega.Equal([]string{keys.Digest(key)}))
 	g.Expect(got.Status.KeyID).To(gomega.Equal(keys.KeyID(keys.Digest(key))))
+	g.Expect(world.clock.Now()).To(gomega.Equal(suiteNow), "the suite's clock did not move")
 }
