@@ -227,10 +227,11 @@ func run(o options) error {
 		RenewDeadline:                 &o.renewDeadline,
 		RetryPeriod:                   &o.retryPeriod,
 	}
+	// shard is the namespaces of a data plane sharded by tenant (none: every namespace).
+	var shard []string
 	if len(components) == 1 && components[componentAuthz] {
-		// The data plane alone: its informer cache keeps only what the credential index reads,
-		// of its shard's namespaces when it is sharded by tenant.
-		var shard []string
+		// The data plane alone: the credentials never enter its cache (its index follows them
+		// itself); what the cache holds, of its shard's namespaces when it is sharded.
 		if o.shardNamespaces != "" || o.shardSelector != "" {
 			reader, err := client.New(cfg, client.Options{Scheme: scheme})
 			if err != nil {
@@ -289,6 +290,7 @@ func run(o options) error {
 	if components[componentAuthz] {
 		if dataPlane, err = authz.SetupWithManager(mgr, authz.Options{
 			GRPCAddr:                 o.grpcAddr,
+			Namespaces:               shard,
 			HTTPAddr:                 o.httpAddr,
 			ExtraKeyHeaders:          splitList(o.extraKeyHeaders),
 			CompatBodies:             o.compatBodies,

@@ -370,7 +370,7 @@ func printReport(c config, rows []row, rev map[string][]time.Duration, rss map[i
 			mib(rss[lo]), lo, mib(rss[hi]), hi, perKey, heap)
 	}
 	if up.n > 0 {
-		fmt.Printf("- Startup with %d ApiKeys in the apiserver: %s from process start to ready (/readyz: informers synced, every credential indexed). "+
+		fmt.Printf("- Startup with %d ApiKeys in the apiserver: %s from process start to ready (/readyz: every credential listed into the index). "+
 			"RSS when ready %s MiB, 3 s later %s MiB; the first data plane with no credential: %s MiB, so %.0f bytes per key settled (a fresh process: no load, no churn).\n",
 			up.n, up.took.Round(time.Millisecond), mib(up.rss), mib(up.rssSettled), mib(up.rssEmpty), float64(up.rssSettled-up.rssEmpty)/float64(up.n))
 	}

@@ -10,22 +10,13 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-
-	keycapv1alpha1 "github.com/keycap-dev/keycap/api/v1alpha1"
-	"github.com/keycap-dev/keycap/internal/index"
 )
 
 // StandaloneCacheOptions are the manager's cache options for a process that runs only the data
-// plane (--components=authz): its informer cache keeps each credential (ApiKey, AgentKey,
-// AppToken, License) as the index's compact index.Record instead of the decoded object, which is
-// most of the data plane's memory per credential. A process that also runs the controllers or the
-// webhook must not use them, and nothing in such a process may read credentials through the
-// cached client (the cache holds Records, not those types); licence activation reads Licenses
-// through the uncached APIReader.
-//
-// namespaces shard the data plane by tenant: when given, its informers list and watch only those
-// namespaces (one watch per namespace and kind), so a key of any other namespace is NOT_FOUND and
-// the replica holds only its shard's credentials. None means every namespace.
+// plane (--components=authz). The credential kinds never enter that cache: the index follows them
+// itself (Options.Namespaces, index.Feed). What the cache holds (RoutePolicies) is kept without
+// managedFields, and only of namespaces when given (a data plane sharded by tenant; none means
+// every namespace).
 func StandaloneCacheOptions(namespaces ...string) cache.Options {
 	opts := cache.Options{DefaultTransform: TrimForDataPlane}
 	if len(namespaces) > 0 {
@@ -64,13 +55,9 @@ func ShardNamespaces(ctx context.Context, reader client.Reader, listed []string,
 	return slices.Compact(out), nil
 }
 
-// TrimForDataPlane is a cache transform turning the credential kinds into index.Records and
-// dropping managedFields from everything else.
+// TrimForDataPlane is the standalone data plane's cache transform: it drops managedFields, which
+// no reader of that cache looks at.
 func TrimForDataPlane(obj any) (any, error) {
-	if c, ok := obj.(keycapv1alpha1.Credential); ok {
-		cred, digests := project(c)
-		return index.NewRecord(c, cred, digests), nil
-	}
 	if o, ok := obj.(metav1.Object); ok {
 		o.SetManagedFields(nil)
 	}

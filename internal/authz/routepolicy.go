@@ -8,12 +8,17 @@ import (
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/runtime/serializer"
 	toolscache "k8s.io/client-go/tools/cache"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	keycapv1alpha1 "github.com/keycap-dev/keycap/api/v1alpha1"
 	"github.com/keycap-dev/keycap/internal/authz/wire"
+	"github.com/keycap-dev/keycap/internal/index"
 	"github.com/keycap-dev/keycap/internal/routepolicy"
 )
 
@@ -28,71 +33,111 @@ var routePolicyChecks = prometheus.NewCounterVec(prometheus.CounterOpts{
 func init() { metrics.Registry.MustRegister(routePolicyChecks) }
 
 // routePolicies is the data plane's view of the RoutePolicies: an immutable routepolicy.Index,
-// rebuilt from the informer's store on every change (policies are few; requests only load a
-// pointer), and the request attribute source the deployment trusts.
+// rebuilt from the policies of every source on every change (policies are few; requests only load
+// a pointer), and the request attribute source the deployment trusts. The policies are listed and
+// watched like the credentials (index.Reflect: its short retry backoff, one source per namespace
+// of a shard), not through the manager's cache.
 type routePolicies struct {
-	src    routepolicy.Source
-	index  atomic.Pointer[routepolicy.Index]
-	synced func() bool
+	src   routepolicy.Source
+	index atomic.Pointer[routepolicy.Index]
+
+	// mu orders the sources' changes and rebuilds (their reflectors run concurrently), so an
+	// older rebuild never replaces a newer one.
+	mu      sync.Mutex
+	sources []*policySource
 }
 
-// newRoutePolicies starts feeding the policies from mgr's cache.
-func newRoutePolicies(mgr ctrl.Manager, src routepolicy.Source) (*routePolicies, error) {
+// policySource is the policies of one namespace (or all), as its reflector's store.
+type policySource struct {
+	rp     *routePolicies
+	ns     string
+	lw     toolscache.ListerWatcher
+	store  toolscache.Store
+	synced atomic.Bool
+}
+
+// newRoutePolicies returns the policies of namespaces (none: all); run starts following them.
+func newRoutePolicies(mgr ctrl.Manager, src routepolicy.Source, namespaces []string) (*routePolicies, error) {
 	if src == "" {
 		src = routepolicy.SourceEnvoy
 	}
 	rp := &routePolicies{src: src}
 	rp.index.Store(routepolicy.Build(nil))
-	inf, err := mgr.GetCache().GetInformer(context.Background(), &keycapv1alpha1.RoutePolicy{})
+	rc, err := apiutil.RESTClientForGVK(keycapv1alpha1.GroupVersion.WithKind("RoutePolicy"), false, false,
+		mgr.GetConfig(), serializer.NewCodecFactory(mgr.GetScheme()), mgr.GetHTTPClient())
 	if err != nil {
-		return nil, fmt.Errorf("watching RoutePolicies: %w", err)
+		return nil, fmt.Errorf("a REST client for RoutePolicies: %w", err)
 	}
-	// A data plane sharded by namespace has one informer per namespace behind a
-	// multi-namespace informer without a store of its own: it keeps its own.
-	var store toolscache.Store
-	own := false
-	if s, ok := inf.(interface{ GetStore() toolscache.Store }); ok {
-		store = s.GetStore()
-	} else {
-		store, own = toolscache.NewStore(toolscache.MetaNamespaceKeyFunc), true
+	if len(namespaces) == 0 {
+		namespaces = []string{metav1.NamespaceAll}
 	}
-	rebuild := func() {
-		objs := store.List()
-		policies := make([]*keycapv1alpha1.RoutePolicy, 0, len(objs))
-		for _, o := range objs {
+	for _, ns := range namespaces {
+		rp.sources = append(rp.sources, &policySource{
+			rp: rp, ns: ns,
+			lw:    toolscache.NewListWatchFromClient(rc, "routepolicies", ns, fields.Everything()),
+			store: toolscache.NewStore(toolscache.MetaNamespaceKeyFunc),
+		})
+	}
+	return rp, nil
+}
+
+// run follows every source until ctx ends.
+func (rp *routePolicies) run(ctx context.Context) {
+	var wg sync.WaitGroup
+	for _, ps := range rp.sources {
+		wg.Go(func() {
+			index.Reflect(ctx, fmt.Sprintf("RoutePolicy %q", ps.ns), ps.lw, &keycapv1alpha1.RoutePolicy{}, ps)
+		})
+	}
+	wg.Wait()
+}
+
+// synced reports whether every source has delivered its initial list.
+func (rp *routePolicies) synced() bool {
+	for _, ps := range rp.sources {
+		if !ps.synced.Load() {
+			return false
+		}
+	}
+	return true
+}
+
+// change applies one change of a source and rebuilds the index from every source.
+func (rp *routePolicies) change(apply func() error) error {
+	rp.mu.Lock()
+	defer rp.mu.Unlock()
+	if err := apply(); err != nil {
+		return err
+	}
+	var policies []*keycapv1alpha1.RoutePolicy
+	for _, ps := range rp.sources {
+		for _, o := range ps.store.List() {
 			if p, ok := o.(*keycapv1alpha1.RoutePolicy); ok {
 				policies = append(policies, p)
 			}
 		}
-		rp.index.Store(routepolicy.Build(policies))
 	}
-	handler := toolscache.ResourceEventHandler(toolscache.ResourceEventHandlerFuncs{
-		AddFunc:    func(any) { rebuild() },
-		UpdateFunc: func(any, any) { rebuild() },
-		DeleteFunc: func(any) { rebuild() },
-	})
-	if own {
-		// The namespaces' informers call it concurrently: one change and its rebuild at a time,
-		// so an older rebuild never replaces a newer one.
-		var mu sync.Mutex
-		apply := func(change func()) { mu.Lock(); defer mu.Unlock(); change(); rebuild() }
-		handler = toolscache.ResourceEventHandlerFuncs{
-			AddFunc:    func(o any) { apply(func() { _ = store.Add(o) }) },
-			UpdateFunc: func(_, o any) { apply(func() { _ = store.Update(o) }) },
-			DeleteFunc: func(o any) {
-				if d, ok := o.(toolscache.DeletedFinalStateUnknown); ok {
-					o = d.Obj
-				}
-				apply(func() { _ = store.Delete(o) })
-			},
-		}
+	rp.index.Store(routepolicy.Build(policies))
+	return nil
+}
+
+func (ps *policySource) Add(o any) error {
+	return ps.rp.change(func() error { return ps.store.Add(o) })
+}
+func (ps *policySource) Update(o any) error {
+	return ps.rp.change(func() error { return ps.store.Update(o) })
+}
+func (ps *policySource) Delete(o any) error {
+	return ps.rp.change(func() error { return ps.store.Delete(o) })
+}
+func (ps *policySource) Resync() error { return nil }
+
+func (ps *policySource) Replace(list []any, rv string) error {
+	err := ps.rp.change(func() error { return ps.store.Replace(list, rv) })
+	if err == nil {
+		ps.synced.Store(true)
 	}
-	reg, err := inf.AddEventHandler(handler)
-	if err != nil {
-		return nil, fmt.Errorf("watching RoutePolicies: %w", err)
-	}
-	rp.synced = reg.HasSynced
-	return rp, nil
+	return err
 }
 
 // routeCheck is what the policies add to one request: the rules it must also meet, or a

@@ -17,7 +17,7 @@ import (
 // benchRoutePolicy gives dp the RoutePolicy hack/bench creates: host bench.example.com, one rule
 // for /api requiring bench:write (which benchDataPlaneN's keys hold).
 func benchRoutePolicy(dp *DataPlane) {
-	rp := &routePolicies{src: routepolicy.SourceEnvoy, synced: func() bool { return true }}
+	rp := &routePolicies{src: routepolicy.SourceEnvoy}
 	rp.index.Store(routepolicy.Build([]*keycapv1alpha1.RoutePolicy{{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "bench", Name: "bench"},
 		Spec: keycapv1alpha1.RoutePolicySpec{

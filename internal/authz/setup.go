@@ -1,10 +1,10 @@
 // Package authz is keycap's data plane: Envoy ext_authz over gRPC, HTTP forward-auth, licence
 // activation, SSO links and the JWKS, all answered from the in-memory credential index
-// (internal/index), which informers on the credential CRDs keep current. The only Secret it
+// (internal/index), which a list-and-watch of each credential CRD keeps current. The only Secret it
 // reads is the session keys' (SSO sessions, internal/sso).
 //
 // It runs in the manager as a Runnable that needs no leader election, so every replica serves.
-// It fails closed: until the informers have synced it is not ready and every check is denied
+// It fails closed: until its watches have listed it is not ready and every check is denied
 // with NOT_READY; a panic or any internal error denies with INTERNAL.
 package authz
 
@@ -25,9 +25,13 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/runtime/serializer"
+	toolscache "k8s.io/client-go/tools/cache"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 
@@ -114,12 +118,20 @@ type Options struct {
 	// host, path and method, which RoutePolicies are matched on (default routepolicy.SourceEnvoy;
 	// gRPC always uses Envoy's attributes).
 	TrustedRequestAttributes routepolicy.Source
+
+	// Namespaces shard the data plane by tenant: its index lists and watches only the credentials
+	// of these namespaces (one watch per namespace and kind), so a key of any other namespace is
+	// NOT_FOUND and the replica holds only its shard's credentials. None means every namespace.
+	// The manager's cache should be StandaloneCacheOptions(Namespaces...), so RoutePolicies are
+	// sharded alike.
+	Namespaces []string
 }
 
 // DataPlane is the running data plane.
 type DataPlane struct {
 	opts    Options
 	index   *index.Index
+	feed    *index.Feed
 	authz   authorizer
 	sources *wire.Sources
 	usage   *usageRecorder
@@ -165,14 +177,11 @@ func SetupWithManager(mgr ctrl.Manager, opts Options) (*DataPlane, error) {
 		serving: make(chan struct{}),
 	}
 	dp.sources = wire.NewSources(opts.ExtraKeyHeaders)
-	kinds := make([]client.Object, 0, len(registry.Kinds()))
-	for _, k := range registry.Kinds() {
-		kinds = append(kinds, k.New())
-	}
-	synced, err := dp.index.Feed(context.Background(), mgr.GetCache(), kinds, project)
+	sources, err := credentialSources(mgr, opts.Namespaces)
 	if err != nil {
 		return nil, err
 	}
+	dp.feed = dp.index.NewFeed(sources, project)
 	dp.publicKeys = signing.NewPublicKeys(mgr.GetAPIReader(), signing.PublicKeysOptions{
 		Namespace:       opts.OperatorNamespace,
 		Issuer:          opts.Issuer,
@@ -182,12 +191,12 @@ func SetupWithManager(mgr ctrl.Manager, opts Options) (*DataPlane, error) {
 	if err := mgr.Add(dp.publicKeys); err != nil {
 		return nil, err
 	}
-	if dp.routes, err = newRoutePolicies(mgr, opts.TrustedRequestAttributes); err != nil {
+	if dp.routes, err = newRoutePolicies(mgr, opts.TrustedRequestAttributes, opts.Namespaces); err != nil {
 		return nil, err
 	}
-	// The informers and the public keys: tokens cannot be verified before the keys are read,
+	// The credential watches, the public keys and the RoutePolicies: tokens cannot be verified before the keys are read,
 	// nor a RoutePolicy applied before it is known.
-	dp.synced = func() bool { return synced() && dp.publicKeys.HasSynced() && dp.routes.synced() }
+	dp.synced = func() bool { return dp.feed.Synced() && dp.publicKeys.HasSynced() && dp.routes.synced() }
 	issuer := opts.Issuer
 	if issuer == "" {
 		issuer = signing.DefaultIssuer
@@ -211,7 +220,7 @@ func SetupWithManager(mgr ctrl.Manager, opts Options) (*DataPlane, error) {
 	}
 	if err := mgr.AddReadyzCheck("authz", func(*http.Request) error {
 		if !dp.ready() {
-			return errors.New("the data plane's informers have not synced, its public keys are not read or its listeners are not open")
+			return errors.New("the data plane has not listed every credential kind, its public keys are not read or its listeners are not open")
 		}
 		return nil
 	}); err != nil {
@@ -246,7 +255,7 @@ func (dp *DataPlane) setupSSO(mgr ctrl.Manager) error {
 // NeedLeaderElection is false: every replica serves.
 func (dp *DataPlane) NeedLeaderElection() bool { return false }
 
-// ready reports whether the data plane may allow requests: its informers have delivered their
+// ready reports whether the data plane may allow requests: its watches have delivered their
 // initial lists. Until then every check is denied.
 func (dp *DataPlane) ready() bool {
 	if dp.isServing.Load() {
@@ -322,6 +331,8 @@ func (dp *DataPlane) Start(ctx context.Context) error {
 		}
 		errs <- nil
 	}()
+	go dp.feed.Run(ctx)
+	go dp.routes.run(ctx)
 	dp.listening.Store(true)
 	if dp.usage != nil {
 		go dp.usage.run(ctx)
@@ -370,7 +381,7 @@ func (dp *DataPlane) waitSynced(ctx context.Context, healthServer *health.Server
 	for _, k := range registry.Kinds() {
 		counts = append(counts, k.Resource, dp.index.Len(k.Name))
 	}
-	logf.FromContext(ctx).WithName("authz").Info("data plane serving: informers synced, public keys read", counts...)
+	logf.FromContext(ctx).WithName("authz").Info("data plane serving: credentials listed, public keys read", counts...)
 }
 
 func (dp *DataPlane) reportIndexSize(ctx context.Context) {
@@ -388,7 +399,7 @@ func (dp *DataPlane) reportIndexSize(ctx context.Context) {
 	}
 }
 
-// WaitServing blocks until the data plane serves requests (its informers have synced and its
+// WaitServing blocks until the data plane serves requests (its watches have listed and its
 // listeners are open) or ctx ends; it reports whether it is serving.
 func (dp *DataPlane) WaitServing(ctx context.Context) bool {
 	select {
@@ -418,3 +429,28 @@ func (dp *DataPlane) PublicKeys() *signing.PublicKeys { return dp.publicKeys }
 
 // Index returns the credential index (read-only use: tests and diagnostics).
 func (dp *DataPlane) Index() *index.Index { return dp.index }
+
+// credentialSources are what the data plane's index follows: every credential kind of the
+// registry, in each of namespaces or (none) in all of them.
+func credentialSources(mgr ctrl.Manager, namespaces []string) ([]index.Source, error) {
+	if len(namespaces) == 0 {
+		namespaces = []string{metav1.NamespaceAll}
+	}
+	codecs := serializer.NewCodecFactory(mgr.GetScheme())
+	var sources []index.Source
+	for _, k := range registry.Kinds() {
+		rc, err := apiutil.RESTClientForGVK(k.GVK(), false, false, mgr.GetConfig(), codecs, mgr.GetHTTPClient())
+		if err != nil {
+			return nil, fmt.Errorf("a REST client for %s: %w", k.Name, err)
+		}
+		for _, ns := range namespaces {
+			sources = append(sources, index.Source{
+				Kind:          k.Name,
+				Namespace:     ns,
+				New:           k.New,
+				ListerWatcher: toolscache.NewListWatchFromClient(rc, k.Resource, ns, fields.Everything()),
+			})
+		}
+	}
+	return sources, nil
+}

@@ -472,3 +472,16 @@ func IntersectScopes(a, b []string) []string {
 	}
 	return out
 }
+
+// keys returns the keys of the objects of kind the index holds, in namespace ("" for all).
+func (ix *Index) keys(kind, namespace string) []ObjectKey {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	var out []ObjectKey
+	for key, slot := range ix.slots {
+		if key.Kind == kind && (namespace == "" || key.Namespace == namespace) && slot.cred.Load() != nil {
+			out = append(out, key)
+		}
+	}
+	return out
+}

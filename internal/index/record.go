@@ -7,23 +7,19 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 )
 
-// Record is the compact form in which a process running only the data plane keeps a credential
-// in its informer cache (see authz.StandaloneCacheOptions), made by a cache transform: the index's view of the object and
-// the little metadata the informer machinery needs (name, namespace, UID, resourceVersion),
-// instead of the whole decoded object. It implements runtime.Object and metav1.Object so the
-// informer store can key and index it; its setters are no-ops. It is immutable.
+// Record is a credential already projected (Credential and Digests, what Upsert takes), in the
+// shape a client-go store can key: the feed's reflectors hold the objects of a streamed initial
+// list as Records until the list is complete, rather than the decoded objects. It implements
+// runtime.Object and metav1.Object (name and namespace are the Credential's; everything else is
+// empty and its setters are no-ops). It is immutable.
 type Record struct {
-	// The name and namespace are the Credential's.
-	resourceVersion string
-	uid             types.UID
-	// Credential and Digests are what Upsert takes.
 	Credential *Credential
 	Digests    []KeyDigest
 }
 
-// NewRecord returns the compact record of a credential object and its projection.
-func NewRecord(obj metav1.Object, cred *Credential, digests []KeyDigest) *Record {
-	return &Record{resourceVersion: obj.GetResourceVersion(), uid: obj.GetUID(), Credential: cred, Digests: digests}
+// NewRecord returns the record of a credential's projection.
+func NewRecord(cred *Credential, digests []KeyDigest) *Record {
+	return &Record{Credential: cred, Digests: digests}
 }
 
 var (
@@ -58,13 +54,13 @@ func (r *Record) GetGenerateName() string { return "" }
 func (r *Record) SetGenerateName(string) {}
 
 // GetUID implements metav1.Object.
-func (r *Record) GetUID() types.UID { return r.uid }
+func (r *Record) GetUID() types.UID { return "" }
 
 // SetUID implements metav1.Object.
 func (r *Record) SetUID(types.UID) {}
 
 // GetResourceVersion implements metav1.Object.
-func (r *Record) GetResourceVersion() string { return r.resourceVersion }
+func (r *Record) GetResourceVersion() string { return "" }
 
 // SetResourceVersion implements metav1.Object.
 func (r *Record) SetResourceVersion(string) {}

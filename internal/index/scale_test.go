@@ -12,8 +12,8 @@ import (
 	"github.com/keycap-dev/keycap/internal/registry"
 )
 
-// BenchmarkIndexAtScale is the index alone (with the standalone cache's Records, kept in a map
-// like the informer store) at KEYCAP_INDEX_KEYS credentials, default 1 000 000:
+// BenchmarkIndexAtScale is the index alone, as the data plane's feed fills it (no informer store),
+// at KEYCAP_INDEX_KEYS credentials, default 1 000 000:
 //
 //	go test -run '^$' -bench IndexAtScale -benchtime 1x ./internal/index
 //
@@ -58,7 +58,6 @@ func BenchmarkIndexAtScale(b *testing.B) {
 // atScale is BenchmarkIndexAtScale's loaded index, built once for every b.N it is run with.
 type atScale struct {
 	n          int
-	store      map[string]any
 	ix         *Index
 	digests    []Digest
 	heapPerKey float64
@@ -73,16 +72,13 @@ func buildAtScale(n int) *atScale {
 	runtime.GC()
 	var before runtime.MemStats
 	runtime.ReadMemStats(&before)
-	store := make(map[string]any, n)
 	ix := New()
 	digests := make([]Digest, n)
 	loadStart := time.Now()
 	for i := range n {
 		k := benchApiKey(i)
 		cred, ds := registry.Project(k)
-		r := NewRecord(k, cred, ds)
-		store[r.GetNamespace()+"/"+r.GetName()] = r
-		ix.Upsert(r.Credential, r.Digests)
+		ix.Upsert(cred, ds)
 		digests[i] = ds[0].Digest
 	}
 	load := time.Since(loadStart)
@@ -104,5 +100,5 @@ func buildAtScale(n int) *atScale {
 		maxPause = max(maxPause, p)
 	}
 
-	return &atScale{n: n, store: store, ix: ix, digests: digests, heapPerKey: heapPerKey, load: load, gcWall: gcWall, maxPause: maxPause}
+	return &atScale{n: n, ix: ix, digests: digests, heapPerKey: heapPerKey, load: load, gcWall: gcWall, maxPause: maxPause}
 }

@@ -40,6 +40,7 @@ func startShard(t *testing.T, namespaces []string, selector string) (*authz.Data
 		OperatorNamespace:         operatorNamespace,
 		PublicKeysRefreshInterval: 100 * time.Millisecond,
 		DisableLastUsed:           true,
+		Namespaces:                shard,
 	})
 	g.Expect(err).NotTo(gomega.HaveOccurred())
 	ctx, cancel := context.WithCancel(context.Background())
