@@ -58,7 +58,7 @@ func (f *fakeAPI) snapshot() ([]runtime.Object, string) {
 
 func (f *fakeAPI) listerWatcher() toolscache.ListerWatcher {
 	return &toolscache.ListWatch{
-		ListFunc: func(metav1.ListOptions) (runtime.Object, error) {
+		ListWithContextFunc: func(context.Context, metav1.ListOptions) (runtime.Object, error) {
 			objs, rv := f.snapshot()
 			list := &keycapv1alpha1.ApiKeyList{ListMeta: metav1.ListMeta{ResourceVersion: rv}}
 			for _, o := range objs {
@@ -66,7 +66,7 @@ func (f *fakeAPI) listerWatcher() toolscache.ListerWatcher {
 			}
 			return list, nil
 		},
-		WatchFunc: func(opts metav1.ListOptions) (watch.Interface, error) {
+		WatchFuncWithContext: func(_ context.Context, opts metav1.ListOptions) (watch.Interface, error) {
 			initial := opts.SendInitialEvents != nil && *opts.SendInitialEvents
 			if _, rv := f.snapshot(); !initial && opts.ResourceVersion != rv {
 				// The changes since opts.ResourceVersion are not kept (compacted, or an
