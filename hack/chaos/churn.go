@@ -81,6 +81,8 @@ type churn struct {
 	// planes refused the key.
 	propMu      sync.Mutex
 	propagation []time.Duration
+	// overtaken counts the measurements the credential's next change ended first.
+	overtaken atomic.Int64
 	mutations   [5]atomic.Int64
 	failedMuts  atomic.Int64
 	errMu       sync.Mutex
@@ -214,15 +216,24 @@ func (c *churn) mutate(ctx context.Context, kind mutKind, cr *churnCred) {
 	cr.mu.Unlock()
 	if (kind == mutDisable || kind == mutDelete) && key != "" {
 		c.bg.Add(1)
-		go func() { defer c.bg.Done(); c.measure(ctx, cr, key, ack) }()
+		go func() { defer c.bg.Done(); c.measure(ctx, cr, i, key, ack) }()
 	}
 }
 
-// measure polls both data planes every 20 ms until they refuse key, recording the checks.
-func (c *churn) measure(ctx context.Context, cr *churnCred, key string, ack time.Time) {
+// measure polls both data planes every 20 ms until they refuse key, recording the checks. A
+// measurement overtaken by the credential's next change (an enable after the disable: allowing
+// is then right) ends without a figure, counted apart.
+func (c *churn) measure(ctx context.Context, cr *churnCred, mut int, key string, ack time.Time) {
 	chk := newChecker()
 	refused := make([]bool, len(c.e.dps))
 	for time.Since(ack) < 30*time.Second && ctx.Err() == nil {
+		cr.mu.Lock()
+		overtaken := len(cr.muts) > mut+1
+		cr.mu.Unlock()
+		if overtaken {
+			c.overtaken.Add(1)
+			return
+		}
 		all := true
 		for i, dp := range c.e.dps {
 			if refused[i] {
@@ -425,9 +436,9 @@ func churnSoak(ctx context.Context, e *env) ([]row, error) {
 	c.propMu.Unlock()
 	fig := fmt.Sprintf("%.1f mutations/s acknowledged (%d: create %d, disable %d, enable %d, rotate %d, delete %d; %d failed or shed); "+
 		"wrong: allowed after revocation %d, refused while live %d (%d of the decisions fell where the definition judges them); "+
-		"disable/delete to refused on both data planes p50 %s, p99 %s, max %s over %d",
+		"disable/delete to refused on both data planes p50 %s, p99 %s, max %s over %d (%d more overtaken by the credential's next change before both refused)",
 		float64(muts)/took.Seconds(), muts, c.mutations[0].Load(), c.mutations[1].Load(), c.mutations[2].Load(), c.mutations[3].Load(), c.mutations[4].Load(),
-		c.failedMuts.Load(), wrongAllow, wrongRefuse, judged, ms(pct(prop, 50)), ms(pct(prop, 99)), ms(pctMax(prop)), len(prop))
+		c.failedMuts.Load(), wrongAllow, wrongRefuse, judged, ms(pct(prop, 50)), ms(pct(prop, 99)), ms(pctMax(prop)), len(prop), c.overtaken.Load())
 	if c.errSample != "" {
 		fig += "; first error: " + c.errSample
 	}

@@ -128,7 +128,7 @@ func TestLastUsedIsThrottled(t *testing.T) {
 	g.Expect(u.queue).To(gomega.HaveLen(2))
 	// Another replica wrote lastUsedAt a moment ago: nothing to write.
 	other := &index.Slot{}
-	u.record(other, &index.Credential{LastUsedAt: clk.Now().Add(-time.Second)}, clk.Now())
+	u.record(other, &index.Credential{LastUsedAt: index.InstantOf(clk.Now().Add(-time.Second))}, clk.Now())
 	g.Expect(u.queue).To(gomega.HaveLen(2))
 }
 

@@ -124,7 +124,7 @@ func (a *authorizer) decideWith(v verifier, p *wire.Presented, req *Requirements
 	switch {
 	case c.Disabled:
 		return Decision{Reason: wire.ReasonDisabled}
-	case lifecycle.Expired(now, c.ExpiresAt):
+	case lifecycle.Expired(now, c.ExpiresAt.Time()):
 		return Decision{Reason: wire.ReasonExpired}
 	case d.admit != wire.ReasonOK:
 		return Decision{Reason: d.admit}
@@ -172,7 +172,7 @@ func (opaqueKeys) verify(a *authorizer, p wire.Presented, _ Audience, now time.T
 	out := Decision{Credential: cred, slot: entry.Slot, scopes: cred.Scopes}
 	out.Identity.Scopes = cred.ScopesHeader
 	// A previous key is valid through its rotation's grace period only.
-	if lifecycle.Expired(now, entry.NotAfter) {
+	if lifecycle.Expired(now, entry.NotAfter.Time()) {
 		out.admit = wire.ReasonExpired
 	}
 	if ad, ok := cred.AgentData(); ok {
@@ -277,15 +277,14 @@ func (licenses) verify(a *authorizer, p wire.Presented, _ Audience, now time.Tim
 	return d
 }
 
-// derived is what the data plane derives from one version of a credential with a parent: its
-// scopes narrowed to the parent's, computed once per version of the parent. It is set once
-// when the credential is projected (project) and lives and dies with that version.
+// derived is what the data plane derives from one version of a credential with a parent or a
+// session policy: its scopes narrowed to the parent's, computed once per version of the parent,
+// and its spec.sessions. It is set once when the credential is projected (project) and lives and
+// dies with that version; a credential with neither (most ApiKeys) has none.
 type derived struct {
 	narrowed atomic.Pointer[narrowed]
-	// createdUnix is the object's creation (session.Binding.CreatedAt), sessions its
-	// spec.sessions (nil when unset): what the session rule needs (session.go).
-	createdUnix int64
-	sessions    *sessionPolicy
+	// sessions is spec.sessions: what the session rule needs besides the credential (session.go).
+	sessions *sessionPolicy
 }
 
 type narrowed struct {
@@ -318,10 +317,8 @@ func narrowToParent(c, parent *index.Credential, scopes []string, header string)
 // data plane derives per version of the credential.
 func project(obj keycapv1alpha1.Credential) (*index.Credential, []index.KeyDigest) {
 	c, digests := registry.Project(obj)
-	if _, opaque := obj.(keycapv1alpha1.OpaqueKeyCredential); c.ParentKey != nil || opaque {
-		d := &derived{}
-		projectSessions(obj, d)
-		c.Derived = d
+	if sessions := sessionPolicyOf(obj); c.ParentKey != nil || sessions != nil {
+		c.Derived = &derived{sessions: sessions}
 	}
 	return c, digests
 }

@@ -75,8 +75,8 @@ func (u *usageRecorder) record(slot *index.Slot, cred *index.Credential, now tim
 		return
 	}
 	// Another replica (or a previous run) wrote it recently: nothing to do for now.
-	if !cred.LastUsedAt.IsZero() && now.Sub(cred.LastUsedAt) < LastUsedThrottle {
-		mark.CompareAndSwap(last, cred.LastUsedAt.UnixNano())
+	if !cred.LastUsedAt.IsZero() && now.Sub(cred.LastUsedAt.Time()) < LastUsedThrottle {
+		mark.CompareAndSwap(last, int64(cred.LastUsedAt))
 		return
 	}
 	if !mark.CompareAndSwap(last, n) {

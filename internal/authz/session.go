@@ -134,24 +134,24 @@ type sessionPolicy struct {
 	endOnRotation bool
 }
 
-// projectSessions records on d what the session rule needs of an opaque key's version: its
-// creation and its spec.sessions.
-func projectSessions(obj keycapv1alpha1.Credential, d *derived) {
-	d.createdUnix = obj.GetCreationTimestamp().Unix()
+// sessionPolicyOf is an opaque key's spec.sessions as the session rule reads it (nil when unset).
+func sessionPolicyOf(obj keycapv1alpha1.Credential) *sessionPolicy {
 	ok, isOpaque := obj.(keycapv1alpha1.OpaqueKeyCredential)
 	if !isOpaque {
-		return
+		return nil
 	}
-	if sp := ok.GetOpaqueKeySpec().Sessions; sp != nil {
-		p := &sessionPolicy{endOnRotation: sp.EndOnRotation}
-		if sp.NotBefore != nil {
-			p.notBefore = sp.NotBefore.Time
-		}
-		if sp.Duration != nil {
-			p.duration = sp.Duration.Duration
-		}
-		d.sessions = p
+	sp := ok.GetOpaqueKeySpec().Sessions
+	if sp == nil {
+		return nil
 	}
+	p := &sessionPolicy{endOnRotation: sp.EndOnRotation}
+	if sp.NotBefore != nil {
+		p.notBefore = sp.NotBefore.Time
+	}
+	if sp.Duration != nil {
+		p.duration = sp.Duration.Duration
+	}
+	return p
 }
 
 // sessionBinding is what cred says about its sessions now.
@@ -160,8 +160,8 @@ func sessionBinding(cred *index.Credential) session.Binding {
 	if cred.ParentKey != nil {
 		b.Parent = cred.ParentKey.Name
 	}
+	b.CreatedAt = cred.CreatedAt.Time()
 	if dv, ok := cred.Derived.(*derived); ok {
-		b.CreatedAt = time.Unix(dv.createdUnix, 0)
 		if p := dv.sessions; p != nil {
 			b.NotBefore, b.EndOnRotation = p.notBefore, p.endOnRotation
 		}

@@ -184,11 +184,12 @@ func NewCredential(obj keycapv1alpha1.Credential) *Credential {
 		Name:      obj.GetName(),
 		KeyID:     status.KeyID,
 		Disabled:  spec.Disabled,
-		ExpiresAt: lifecycle.CredentialExpiry(obj),
+		ExpiresAt: InstantOf(lifecycle.CredentialExpiry(obj)),
+		CreatedAt: InstantOf(obj.GetCreationTimestamp().Time),
 	}
 	c.Scopes, c.ScopesHeader = InternedList(spec.Scopes)
 	if status.LastUsedAt != nil {
-		c.LastUsedAt = status.LastUsedAt.Time
+		c.LastUsedAt = InstantOf(status.LastUsedAt.Time)
 	}
 	return c
 }
@@ -236,7 +237,7 @@ func KeyDigests(digests []string, previousValidUntil *metav1.Time) []KeyDigest {
 		}
 		kd := KeyDigest{Digest: d}
 		if i > 0 && previousValidUntil != nil {
-			kd.NotAfter = previousValidUntil.Time
+			kd.NotAfter = InstantOf(previousValidUntil.Time)
 		}
 		out = append(out, kd)
 	}
