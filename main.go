@@ -53,6 +53,8 @@ type options struct {
 	localEtcdPort      int
 	operatorNamespace  string
 	issuer             string
+	// signingKeyRotation is how long a signing key signs (signing.Policy.RotateEvery).
+	signingKeyRotation time.Duration
 	issuerSet          bool
 	metricsAddr        string
 	metricsSecure      bool
@@ -102,6 +104,8 @@ func main() {
 	flag.StringVar(&o.webhookService, "webhook-service-name", webhook.DefaultServiceName, "Service in front of the webhook, in the operator's namespace; the serving certificate names it.")
 	flag.StringVar(&o.operatorUsernames, "operator-usernames", "",
 		"Comma-separated usernames of the operator: besides keycap's own identity, only they may create and change the Secrets keycap manages (default: the ServiceAccount system:serviceaccount:<operator-namespace>:"+webhook.OperatorServiceAccount+").")
+	flag.DurationVar(&o.signingKeyRotation, "signing-key-rotation", signing.DefaultRotateEvery,
+		"How long each AppToken signing key signs before its successor (published half this long or an hour before, whichever is shorter) takes over. Replaced keys stay published for the longest token lifetime.")
 	flag.StringVar(&o.grpcAddr, "grpc-bind-address", ":9001", "Address of the ext_authz gRPC server.")
 	flag.StringVar(&o.issuer, "issuer", signing.DefaultIssuer,
 		"The iss of AppTokens: the controllers sign with it and the data plane requires it. With --local-control-plane the default is the HTTP port's own URL (http://127.0.0.1:9002), which serves the discovery document and the JWKS.")
@@ -142,6 +146,9 @@ func run(o options) error {
 	components, err := parseComponents(o.components)
 	if err != nil {
 		return err
+	}
+	if o.signingKeyRotation < 10*time.Second {
+		return fmt.Errorf("--signing-key-rotation=%s: a signing key must sign for at least 10s", o.signingKeyRotation)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -268,9 +275,10 @@ func run(o options) error {
 
 	if components[componentControllers] {
 		if err := controllers.SetupWithManager(mgr, controllers.Options{
-			Clock:             clock.RealClock{},
-			OperatorNamespace: o.operatorNamespace,
-			Issuer:            o.issuer,
+			Clock:              clock.RealClock{},
+			OperatorNamespace:  o.operatorNamespace,
+			Issuer:             o.issuer,
+			SigningKeyRotation: o.signingKeyRotation,
 		}); err != nil {
 			return fmt.Errorf("setting up the controllers: %w", err)
 		}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -34,6 +35,9 @@ type Options struct {
 	// Issuer is the iss of AppTokens (default signing.DefaultIssuer); the data plane's verifier
 	// must use the same.
 	Issuer string
+	// SigningKeyRotation is how long each AppToken signing key signs before its successor takes
+	// over (default signing.DefaultRotateEvery).
+	SigningKeyRotation time.Duration
 }
 
 // EventRecorderName is the reporting controller of keycap's Events.
@@ -71,6 +75,7 @@ func SetupWithManager(mgr ctrl.Manager, opts Options) error {
 		Namespace: opts.OperatorNamespace,
 		Issuer:    opts.Issuer,
 		Clock:     opts.Clock,
+		Policy:    signing.Policy{RotateEvery: opts.SigningKeyRotation},
 	})
 	if err := mgr.Add(keySet); err != nil {
 		return fmt.Errorf("adding the signing key set: %w", err)

@@ -82,11 +82,11 @@ type churn struct {
 	propMu      sync.Mutex
 	propagation []time.Duration
 	// overtaken counts the measurements the credential's next change ended first.
-	overtaken atomic.Int64
-	mutations   [5]atomic.Int64
-	failedMuts  atomic.Int64
-	errMu       sync.Mutex
-	errSample   string
+	overtaken  atomic.Int64
+	mutations  [5]atomic.Int64
+	failedMuts atomic.Int64
+	errMu      sync.Mutex
+	errSample  string
 	// bg holds the propagation measurements still running.
 	bg sync.WaitGroup
 }

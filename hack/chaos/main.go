@@ -54,8 +54,10 @@ type config struct {
 	rate      int
 	bound     time.Duration
 	fuzzTime  time.Duration
-	keepDir   bool
-	timeout   time.Duration
+	// signingKeyRotation is the operators' --signing-key-rotation.
+	signingKeyRotation time.Duration
+	keepDir            bool
+	timeout            time.Duration
 }
 
 // row is one line of the table.
@@ -88,6 +90,7 @@ func main() {
 	flag.DurationVar(&c.soak, "soak", 5*time.Minute, "Duration of the churn soak.")
 	flag.IntVar(&c.rate, "rate", 50, "Checks per second during the fault scenarios.")
 	flag.DurationVar(&c.bound, "bound", time.Second, "The revocation bound: longest time a change may take to reach the data plane.")
+	flag.DurationVar(&c.signingKeyRotation, "signing-key-rotation", 30*time.Second, "The operators' --signing-key-rotation, so scenario 4's kills fall among signing-key rotations.")
 	flag.DurationVar(&c.fuzzTime, "fuzztime", 30*time.Second, "How long each fuzz target runs.")
 	flag.DurationVar(&c.timeout, "timeout", 25*time.Minute, "The whole run stops after this long, whatever it is doing.")
 	flag.BoolVar(&c.keepDir, "keep", false, "Keep the run's directory (logs of every process) instead of removing it.")
@@ -175,8 +178,8 @@ func needsCluster(s map[int]bool) bool {
 }
 
 func printTable(rows []row, c config, took time.Duration) {
-	fmt.Printf("\n## keycap chaos run\n\n`make chaos` (outage %s, soak %s, %d checks/s in the fault scenarios, revocation bound %s, fuzz %s per target), %d CPUs, %s, whole run %s.\n\n",
-		c.outage, c.soak, c.rate, c.bound, c.fuzzTime, runtime.NumCPU(), time.Now().UTC().Format("2006-01-02"), took.Round(time.Second))
+	fmt.Printf("\n## keycap chaos run\n\n`make chaos` (outage %s, soak %s, %d checks/s in the fault scenarios, revocation bound %s, signing keys rotated every %s, fuzz %s per target), %d CPUs, %s, whole run %s.\n\n",
+		c.outage, c.soak, c.rate, c.bound, c.signingKeyRotation, c.fuzzTime, runtime.NumCPU(), time.Now().UTC().Format("2006-01-02"), took.Round(time.Second))
 	fmt.Println("| scenario | load | duration | decisions | wrong | errors | figure |")
 	fmt.Println("|---|---|---:|---:|---:|---:|---|")
 	printRows(os.Stdout, rows)
@@ -253,7 +256,7 @@ func setup(ctx context.Context, c config) (*env, func(), error) {
 		return fail(err)
 	}
 	for i := range 2 {
-		op, err := newKeycap(fmt.Sprintf("operator-%d", i+1), bin, cluster.KubeconfigPath, logs, "controllers,webhook", "--leader-elect")
+		op, err := newKeycap(fmt.Sprintf("operator-%d", i+1), bin, cluster.KubeconfigPath, logs, "controllers,webhook", "--leader-elect", "--signing-key-rotation="+c.signingKeyRotation.String())
 		if err != nil {
 			return fail(err)
 		}

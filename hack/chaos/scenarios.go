@@ -3,11 +3,14 @@ package main
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -19,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	keycapv1alpha1 "github.com/keycap-dev/keycap/api/v1alpha1"
+	"github.com/keycap-dev/keycap/internal/signing"
 )
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.0f ms", float64(d)/float64(time.Millisecond)) }
@@ -343,7 +347,7 @@ func watchSecrets(ctx context.Context, e *env, ns string) (*secretHistory, error
 					continue
 				}
 				rv = s.ResourceVersion
-				for _, dk := range []string{"api-key", "agent-key", "token", "license-key"} {
+				for _, dk := range []string{"api-key", "agent-key", "token", "license-key", signing.SecretDataKey} {
 					if v := string(s.Data[dk]); v != "" {
 						h.mu.Lock()
 						if vs := h.values[s.Name]; len(vs) == 0 || vs[len(vs)-1] != v {
@@ -383,6 +387,11 @@ func operatorKilled(ctx context.Context, e *env) ([]row, error) {
 		return nil, err
 	}
 	defer hist.stop()
+	keyHist, err := watchSecrets(ctx, e, operatorNamespace)
+	if err != nil {
+		return nil, err
+	}
+	defer keyHist.stop()
 	start := time.Now()
 	renewing := &keycapv1alpha1.AppToken{ObjectMeta: metav1.ObjectMeta{Namespace: "chaos", Name: "renewing"},
 		Spec: keycapv1alpha1.AppTokenSpec{CredentialSpec: keycapv1alpha1.CredentialSpec{Scopes: []string{"chaos:read"}},
@@ -557,14 +566,34 @@ func operatorKilled(ctx context.Context, e *env) ([]row, error) {
 			t.decisions.Add(1)
 		}
 	}
-	fig := fmt.Sprintf("%d kills of the leader 0-150 ms after a rotation request (the new key was already in the Secret at %d of them): rotations completed exactly once with the grace kept %d/%d, keys lost or changed 0 unless listed; activations exact %d/%d; AppToken renewed %d times over the run, %d distinct tokens; takeover %s; signing-key rotation not exercised (30-day schedule, no flag or clock hook)",
-		trials, rotatedBeforeKill, graceKept, trials, activationsExact, trials, len(tokens)-1, len(distinct), durations(takeovers))
+	// Every AppToken still unexpired verifies on both data planes, whichever signing key signed
+	// it: a replaced key stays published.
+	signers := map[string]bool{}
+	for i, tok := range tokens {
+		kid, exp := jwtKeyIDAndExpiry(tok)
+		signers[kid] = true
+		if i == len(tokens)-1 || time.Until(exp) < 5*time.Second {
+			continue // the current token is checked above; an expiring one proves nothing
+		}
+		p := probe{what: "AppToken", headers: map[string]string{"authorization": "Bearer " + tok}, allow: true}
+		for _, dp := range e.dps {
+			if v := chk.check(ctx, dp, true, p); !v.allowed {
+				t.wrong.Add(1)
+				problems = append(problems, fmt.Sprintf("an earlier AppToken (key %s) on %s: refused (%s)", kid, dp.name, v.reason))
+			}
+			t.decisions.Add(1)
+		}
+	}
+	rotations, keyProblems := judgeSigningKeys(keyHist.of(signing.SecretName), e.cfg.signingKeyRotation)
+	problems = append(problems, keyProblems...)
+	fig := fmt.Sprintf("%d kills of the leader 0-150 ms after a rotation request (the new key was already in the Secret at %d of them): rotations completed exactly once with the grace kept %d/%d, keys lost or changed 0 unless listed; activations exact %d/%d; AppToken renewed %d times over the run, %d distinct tokens, signed by %d signing keys; signing key rotated %d times (every %s) across the kills: keys changed, lost or issued twice 0 unless listed; takeover %s",
+		trials, rotatedBeforeKill, graceKept, trials, activationsExact, trials, len(tokens)-1, len(distinct), len(signers), rotations, e.cfg.signingKeyRotation, durations(takeovers))
 	if len(problems) > 0 {
 		fig += "; PROBLEMS: " + fmt.Sprint(problems)
 	}
 	return []row{{
 		scenario: "4. operator leader killed (SIGKILL) mid rotation, renewal and activation burst",
-		load:     "3 trials: rotate + 20 concurrent activations for 5 seats + AppToken renewing every ~30 s",
+		load:     "3 trials: rotate + 20 concurrent activations for 5 seats + AppToken renewing every ~30 s + signing key rotating",
 		duration: time.Since(start), decisions: t.decisions.Load(), wrong: t.wrong.Load(), errors: int64(len(problems)) - t.wrong.Load(),
 		figure: fig,
 	}}, nil
@@ -820,4 +849,77 @@ func webhookRotation(ctx context.Context, e *env) ([]row, error) {
 		duration: time.Since(start), decisions: applies.Load(), wrong: 0, errors: failures.Load(),
 		figure: fig,
 	}}, nil
+}
+
+// jwtKeyIDAndExpiry returns the kid of a JWT's header and its exp, unverified (the data planes
+// verify; this only labels).
+func jwtKeyIDAndExpiry(token string) (string, time.Time) {
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		return "", time.Time{}
+	}
+	var header struct {
+		Kid string `json:"kid"`
+	}
+	var claims struct {
+		Exp int64 `json:"exp"`
+	}
+	if b, err := base64.RawURLEncoding.DecodeString(parts[0]); err == nil {
+		_ = json.Unmarshal(b, &header)
+	}
+	if b, err := base64.RawURLEncoding.DecodeString(parts[1]); err == nil {
+		_ = json.Unmarshal(b, &claims)
+	}
+	return header.Kid, time.Unix(claims.Exp, 0)
+}
+
+// judgeSigningKeys judges the versions of the signing key Secret seen during a scenario: a key
+// never changes (its SignFrom and public half stay what they were), is never dropped (a replaced
+// key stays published for the longest token lifetime, a year, so within a run it never goes), and
+// one rotation adds one key (two keys meant to start signing closer together than half the
+// rotation period were issued twice). It returns how many keys the scenario added.
+func judgeSigningKeys(versions []string, every time.Duration) (added int, problems []string) {
+	type seen struct {
+		signFrom time.Time
+		public   string
+	}
+	keys := map[string]seen{}
+	var prev map[string]bool
+	for i, v := range versions {
+		st, err := signing.Unmarshal([]byte(v))
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("signing key Secret version %d does not parse: %v", i, err))
+			continue
+		}
+		now := map[string]bool{}
+		for _, k := range st.Keys {
+			now[k.ID] = true
+			s := seen{signFrom: k.SignFrom, public: base64.StdEncoding.EncodeToString(k.Public)}
+			if old, ok := keys[k.ID]; !ok {
+				keys[k.ID] = s
+				if i > 0 {
+					added++
+				}
+			} else if old != s {
+				problems = append(problems, "signing key "+k.ID+" changed")
+			}
+		}
+		for id := range prev {
+			if !now[id] {
+				problems = append(problems, "signing key "+id+" was dropped while it had to stay published")
+			}
+		}
+		prev = now
+	}
+	var starts []time.Time
+	for _, s := range keys {
+		starts = append(starts, s.signFrom)
+	}
+	slices.SortFunc(starts, func(a, b time.Time) int { return a.Compare(b) })
+	for i := 1; i < len(starts); i++ {
+		if starts[i].Sub(starts[i-1]) < every/2 {
+			problems = append(problems, fmt.Sprintf("two signing keys start signing %s apart (rotation every %s): issued twice", starts[i].Sub(starts[i-1]), every))
+		}
+	}
+	return added, problems
 }
