@@ -161,6 +161,45 @@ func TestApiKeyRotationKeepsPreviousKeyForGracePeriod(t *testing.T) {
 	eventuallyEvents(g, ns, "rotating", EventReasonRotated, EventReasonGracePeriodEnded)
 }
 
+// TestInterruptedRotationKeepsTheGracePeriod is the operator stopping between a rotation's two
+// writes: status already lists a new key (which never reached the Secret) and keeps the Secret's
+// key as the previous one in its grace period. The next reconcile must complete the rotation with
+// another new key and keep the grace period, not treat the Secret's key as compromised.
+func TestInterruptedRotationKeepsTheGracePeriod(t *testing.T) {
+	g := gomega.NewWithT(t)
+	ns := newNamespace(t)
+	apiKey := newApiKey(ns, "interrupted")
+	apiKey.Spec.Rotation = &keycapv1alpha1.RotationPolicy{
+		Every:       metav1.Duration{Duration: 24 * time.Hour},
+		GracePeriod: &metav1.Duration{Duration: time.Hour},
+	}
+	createReady(t, g, apiKey, keycapv1alpha1.ReasonIssued)
+	old := secretKey(g, ns, "interrupted", keycapv1alpha1.ApiKeySecretKey)
+
+	// What a rotation writes to status before its Secret write.
+	lost, err := keys.Generate("kc")
+	g.Expect(err).NotTo(gomega.HaveOccurred())
+	rotatedAt := metav1.NewTime(fakeClock.Now().Truncate(time.Second))
+	until := metav1.NewTime(rotatedAt.Add(time.Hour))
+	updateStatus(g, apiKey, func(k *keycapv1alpha1.ApiKey) {
+		k.Status.Digests = []string{keys.Digest(lost), keys.Digest(old)}
+		k.Status.PreviousKeyValidUntil = &until
+		k.Status.LastRotatedAt = &rotatedAt
+		k.Status.KeyID = keys.KeyID(keys.Digest(lost))
+	})
+
+	var current string
+	g.Eventually(func(g gomega.Gomega) {
+		current = secretKey(g, ns, "interrupted", keycapv1alpha1.ApiKeySecretKey)
+		g.Expect(current).NotTo(gomega.Equal(old))
+		g.Expect(k8sClient.Get(context.Background(), client.ObjectKeyFromObject(apiKey), apiKey)).To(gomega.Succeed())
+		g.Expect(apiKey.Status.Digests).To(gomega.Equal([]string{keys.Digest(current), keys.Digest(old)}))
+	}).WithTimeout(reconcileTimeout).Should(gomega.Succeed())
+	g.Expect(current).NotTo(gomega.Equal(lost))
+	g.Expect(apiKey.Status.PreviousKeyValidUntil.Time).To(gomega.BeTemporally("==", until.Time))
+	eventuallyEvents(g, ns, "interrupted", EventReasonRotated)
+}
+
 func TestApiKeyRotateAnnotation(t *testing.T) {
 	g := gomega.NewWithT(t)
 	ctx := context.Background()

@@ -125,6 +125,15 @@ func (i *appTokenIssuer) vouched(at *keycapv1alpha1.AppToken, v *apptoken.Verifi
 		(s.TokensNotBefore == nil || !v.IssuedAt.Before(s.TokensNotBefore.Time))
 }
 
+// renewalInterrupted reports whether v, a token keycap signed for at, is older than the one
+// status.issuedAt records and not revoked: the token a renewal whose Secret write never happened
+// was to replace.
+func renewalInterrupted(at *keycapv1alpha1.AppToken, v *apptoken.Verified) bool {
+	s := &at.Status
+	return v.KeyID == apptoken.KeyIDForUID(string(at.UID)) && s.IssuedAt != nil && v.IssuedAt.Before(s.IssuedAt.Time) &&
+		(s.TokensNotBefore == nil || !v.IssuedAt.Before(s.TokensNotBefore.Time))
+}
+
 // revoke refuses every token issued so far.
 func (i *appTokenIssuer) revoke(obj keycapv1alpha1.Credential, now time.Time) {
 	s := &obj.(*keycapv1alpha1.AppToken).Status
@@ -172,15 +181,22 @@ func (i *appTokenIssuer) issue(_ context.Context, in issueInput) (issueResult, e
 
 	var held *apptoken.Verified
 	var heldReason apptoken.Reason
+	interrupted := false
 	if in.secret != nil {
 		held, heldReason = i.verify(in.secret)
 		if held != nil && !i.vouched(at, held) {
+			interrupted = renewalInterrupted(at, held)
 			held, heldReason = nil, apptoken.ReasonMalformed
 		}
 	}
 	iat := in.now
 	var reason, note string
 	switch {
+	case interrupted:
+		// The renewal's status was written (status first: see kindReconciler.reconcile) and the
+		// operator stopped before its token reached the Secret, which still holds the token
+		// before it: keycap's, not revoked, so nothing is revoked; the renewal is done again.
+		reason, note = EventReasonRenewed, fmt.Sprintf("the renewal was interrupted before its token reached Secret %s: issued a new token", in.name)
 	case held == nil && in.secret != nil && heldReason == apptoken.ReasonExpired:
 		// Signed by keycap and past its exp (a disabled AppToken enabled again): nothing to revoke.
 		reason, note = EventReasonReissued, fmt.Sprintf("the token in Secret %s had expired: issued a new token", in.name)

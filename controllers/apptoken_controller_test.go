@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"testing"
 	"time"
 
@@ -96,6 +97,32 @@ func eventReasonsOf(g gomega.Gomega, namespace, name string) []string {
 	g.Eventually(func() []string { reasons = eventReasons(g, namespace, name); return reasons }).
 		WithTimeout(reconcileTimeout).Should(gomega.ContainElement(EventReasonRenewed))
 	return reasons
+}
+
+// TestInterruptedRenewalRevokesNothing is the operator stopping between a renewal's two writes:
+// status already records the new token's issuedAt, the Secret still holds the token before it. The
+// next reconcile must renew again without revoking that token (it is keycap's, and consumers may
+// still hold it), not treat it as compromised.
+func TestInterruptedRenewalRevokesNothing(t *testing.T) {
+	g := gomega.NewWithT(t)
+	ensureOperatorNamespace(t)
+	ns := newNamespace(t)
+	at := newAppToken(ns, "interrupted", keycapv1alpha1.AppTokenSpec{
+		Audiences: []string{"https://api.acme.example"},
+		Duration:  &metav1.Duration{Duration: time.Hour},
+	})
+	createReady(t, g, at, keycapv1alpha1.ReasonIssued)
+	before := tokenIn(g, ns, "interrupted")
+	g.Expect(k8sClient.Get(context.Background(), client.ObjectKeyFromObject(at), at)).To(gomega.Succeed())
+	renewedAt := metav1.NewTime(at.Status.IssuedAt.Add(10 * time.Second))
+	updateStatus(g, at, func(a *keycapv1alpha1.AppToken) { a.Status.IssuedAt = &renewedAt })
+
+	g.Eventually(func(g gomega.Gomega) {
+		g.Expect(tokenIn(g, ns, "interrupted")).NotTo(gomega.Equal(before))
+	}).WithTimeout(reconcileTimeout).Should(gomega.Succeed())
+	g.Expect(k8sClient.Get(context.Background(), client.ObjectKeyFromObject(at), at)).To(gomega.Succeed())
+	g.Expect(at.Status.TokensNotBefore).To(gomega.BeNil(), "the token before the interrupted renewal was revoked")
+	eventuallyEvents(g, ns, "interrupted", EventReasonRenewed)
 }
 
 func TestAppTokenSpecChangeReissuesAndDisableStopsRenewal(t *testing.T) {

@@ -1,15 +1,18 @@
 package controllers
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	keycapv1alpha1 "github.com/keycap-dev/keycap/api/v1alpha1"
 	"github.com/keycap-dev/keycap/internal/lifecycle"
@@ -195,6 +198,19 @@ func (r *kindReconciler) reconcile(ctx context.Context, p *statusPatch) (ctrl.Re
 		return ctrl.Result{}, err
 	}
 	if out.content != nil {
+		if held.secret != nil && !maps.EqualFunc(held.secret.Data, out.content.data, bytes.Equal) {
+			// A new key or token into an existing Secret (a rotation, a renewal): status first.
+			// If the operator stops between the two writes, status already names the new one and
+			// still vouches for the Secret's (a rotated key's grace period, an earlier token not
+			// revoked), so the next reconcile completes the change (rotationInterrupted,
+			// renewalInterrupted). The other order would leave a Secret holding something no
+			// status vouches for: treated as compromised, the old key's grace period lost and
+			// the earlier tokens revoked.
+			if err := r.Status().Patch(ctx, obj, client.MergeFrom(p.before)); err != nil {
+				return ctrl.Result{}, fmt.Errorf("recording the new key in status before writing Secret %s: %w", name, err)
+			}
+			p.rebase()
+		}
 		if err := r.writeOwnedSecret(ctx, obj, oldName, name, held.secret, *out.content); err != nil {
 			if errors.Is(err, errNamespaceTerminating) {
 				return r.namespaceTerminating(obj, now, name), nil

@@ -73,6 +73,14 @@ func (i *opaqueKeyIssuer) issue(_ context.Context, in issueInput) (issueResult, 
 	return i.issueKey(k, in)
 }
 
+// rotationInterrupted reports whether the Secret holds the key status lists second, still in its
+// grace period: a rotation whose status was written and whose Secret write never happened (status
+// is written first; see kindReconciler.reconcile).
+func rotationInterrupted(secret *corev1.Secret, dataKey string, ks *keycapv1alpha1.OpaqueKeyStatus) bool {
+	key := string(secret.Data[dataKey])
+	return key != "" && len(ks.Digests) == 2 && ks.PreviousKeyValidUntil != nil && keys.Digest(key) == ks.Digests[1]
+}
+
 // heldKeyVouched reports whether the Secret holds, under dataKey, the key whose digest status
 // lists first.
 func heldKeyVouched(secret *corev1.Secret, dataKey string, digests []string) bool {
@@ -140,6 +148,19 @@ func (i *opaqueKeyIssuer) issueKey(k keycapv1alpha1.OpaqueKeyCredential, in issu
 	}
 
 	switch {
+	case !vouched && in.secret != nil && rotationInterrupted(in.secret, i.dataKey, ks):
+		// A rotation was committed to status (its new key first, the Secret's key second with its
+		// grace period) and the operator stopped before the new key reached the Secret. The new
+		// key was never delivered, so it is replaced; the Secret's key, which status vouches for
+		// as the previous one, keeps its grace period.
+		key, err := keys.Generate(prefix)
+		if err != nil {
+			return issueResult{}, err
+		}
+		until := ks.PreviousKeyValidUntil.Time
+		held = heldKey{key: key, issuedAt: issuedAt, rotateObserved: rotateRequest, previousDigest: ks.Digests[1], previousUntil: &until}
+		events = append(events, event{EventReasonRotated, fmt.Sprintf("the rotation was interrupted before its key reached Secret %s: key %s replaces %s, which stays valid until %s",
+			in.name, keys.KeyID(keys.Digest(key)), keys.KeyID(ks.Digests[1]), until.UTC().Format(time.RFC3339))})
 	case !vouched:
 		key, err := keys.Generate(prefix)
 		if err != nil {

@@ -241,13 +241,13 @@ func run(c config) error {
 	// (its informers have listed every credential), as a replica starting in a large cluster.
 	say("startup: restarting the data plane with %d ApiKeys in the apiserver", len(loaded))
 	kc.stop()
-	t0 := time.Now()
+	t0, busy0 := time.Now(), machineCPU(true)
 	restarted, err := startKeycap(ctx, bin, kubeconfig, dir, strings.Fields(c.keycapArgs))
 	if err != nil {
 		return err
 	}
 	kc = restarted
-	up := startup{n: len(loaded), took: time.Since(t0), rssEmpty: rssEmpty, rss: kc.rss()}
+	up := startup{n: len(loaded), took: time.Since(t0), rssEmpty: rssEmpty, rss: kc.rss(), cpu: kc.cpu(), machineBusy: machineCPU(true) - busy0}
 	// The process right after the initial list is mostly the initial list's garbage; what it
 	// keeps is what a GC leaves.
 	time.Sleep(3 * time.Second)
@@ -272,6 +272,9 @@ type startup struct {
 	// rssEmpty is the first data plane's RSS when ready with no credential; rss and rssSettled
 	// the restarted one's when ready and 3 s later.
 	rssEmpty, rss, rssSettled int64
+	// cpu is the restarted data plane's own CPU time until ready; machineBusy the whole machine's
+	// busy CPU time meanwhile (the apiserver encoding what the data plane decodes, mostly).
+	cpu, machineBusy time.Duration
 	// etcdPerKey is etcd's database in use per ApiKey (difference between the smallest and the
 	// largest N), before compaction: each key's create and status write are both still there.
 	etcdPerKey float64
@@ -373,6 +376,8 @@ func printReport(c config, rows []row, rev map[string][]time.Duration, rss map[i
 		fmt.Printf("- Startup with %d ApiKeys in the apiserver: %s from process start to ready (/readyz: every credential listed into the index). "+
 			"RSS when ready %s MiB, 3 s later %s MiB; the first data plane with no credential: %s MiB, so %.0f bytes per key settled (a fresh process: no load, no churn).\n",
 			up.n, up.took.Round(time.Millisecond), mib(up.rss), mib(up.rssSettled), mib(up.rssEmpty), float64(up.rssSettled-up.rssEmpty)/float64(up.n))
+		fmt.Printf("  Until ready the data plane used %s of CPU; the whole machine was busy %s of the %s × %d CPUs (the rest: the apiserver serving the initial lists, etcd).\n",
+			up.cpu.Round(10*time.Millisecond), up.machineBusy.Round(10*time.Millisecond), up.took.Round(10*time.Millisecond), runtime.NumCPU())
 	}
 	if up.etcdPerKey > 0 {
 		fmt.Printf("- etcd database in use: %.0f bytes per ApiKey (create + status write, before the apiserver's compaction).\n", up.etcdPerKey)
