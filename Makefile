@@ -104,7 +104,7 @@ bench: control-plane build ## Load benchmarks against no-op baselines in the sam
 	KUBEBUILDER_ASSETS="$(CONTROL_PLANE)" go run ./hack/benchwebhook
 
 # How long `make chaos` runs each fuzz target, and extra flags for hack/chaos (e.g. -scenarios 2,6 -keep).
-CHAOS_FUZZTIME ?= 20s
+CHAOS_FUZZTIME ?= 15s
 CHAOS_ARGS ?=
 
 .PHONY: chaos

@@ -1,13 +1,18 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"io/fs"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -16,32 +21,71 @@ import (
 // fuzzTarget is one Fuzz function of the module.
 type fuzzTarget struct{ pkg, name string }
 
-// discoverFuzzTargets lists every fuzz target of the module with `go test -list`, so a target
-// added anywhere is run without being named here.
-func discoverFuzzTargets(ctx context.Context) ([]fuzzTarget, error) {
-	cmd := exec.CommandContext(ctx, "go", "test", "-run", "^$", "-list", "^Fuzz", "./...")
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
+// discoverFuzzTargets lists every fuzz target of the module — each top-level func Fuzz… in a
+// _test.go file — so a target added anywhere is run without being named here. It reads the
+// sources rather than running `go test -list ./...`, which compiles every test binary of the
+// module (a minute here) to say the same.
+func discoverFuzzTargets(_ context.Context) ([]fuzzTarget, error) {
+	mod, err := os.ReadFile("go.mod")
 	if err != nil {
-		return nil, fmt.Errorf("go test -list: %w\n%s%s", err, out, stderr.String())
+		return nil, fmt.Errorf("reading go.mod (run from the module's root): %w", err)
 	}
-	var targets, pending []fuzzTarget
-	sc := bufio.NewScanner(bytes.NewReader(out))
-	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		switch {
-		case len(f) == 1 && strings.HasPrefix(f[0], "Fuzz"):
-			pending = append(pending, fuzzTarget{name: f[0]})
-		case len(f) >= 2 && f[0] == "ok":
-			for _, t := range pending {
-				t.pkg = f[1]
-				targets = append(targets, t)
-			}
-			pending = nil
+	module := ""
+	for line := range strings.Lines(string(mod)) {
+		if rest, ok := strings.CutPrefix(strings.TrimSpace(line), "module "); ok {
+			module = strings.TrimSpace(rest)
+			break
 		}
 	}
-	return targets, nil
+	if module == "" {
+		return nil, errors.New("go.mod names no module")
+	}
+	var targets []fuzzTarget
+	fset := token.NewFileSet()
+	err = filepath.WalkDir(".", func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			if name := d.Name(); path != "." && (strings.HasPrefix(name, ".") || name == "testdata" || name == "bin" || name == "vendor") {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if !strings.HasSuffix(path, "_test.go") {
+			return nil
+		}
+		f, err := parser.ParseFile(fset, path, nil, parser.SkipObjectResolution)
+		if err != nil {
+			return fmt.Errorf("parsing %s: %w", path, err)
+		}
+		pkg := module
+		if dir := filepath.ToSlash(filepath.Dir(path)); dir != "." {
+			pkg += "/" + dir
+		}
+		for _, decl := range f.Decls {
+			if fn, ok := decl.(*ast.FuncDecl); ok && fn.Recv == nil && strings.HasPrefix(fn.Name.Name, "Fuzz") && takesTestingF(fn) {
+				targets = append(targets, fuzzTarget{pkg: pkg, name: fn.Name.Name})
+			}
+		}
+		return nil
+	})
+	slices.SortFunc(targets, func(a, b fuzzTarget) int { return strings.Compare(a.pkg+"."+a.name, b.pkg+"."+b.name) })
+	return targets, err
+}
+
+// takesTestingF reports whether fn's one parameter is a *testing.F.
+func takesTestingF(fn *ast.FuncDecl) bool {
+	params := fn.Type.Params.List
+	if len(params) != 1 || len(params[0].Names) > 1 {
+		return false
+	}
+	star, ok := params[0].Type.(*ast.StarExpr)
+	if !ok {
+		return false
+	}
+	sel, ok := star.X.(*ast.SelectorExpr)
+	return ok && sel.Sel.Name == "F"
 }
 
 var execsRE = regexp.MustCompile(`execs: (\d+)`)
