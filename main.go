@@ -57,6 +57,7 @@ type options struct {
 	signingKeyRotation time.Duration
 	issuerSet          bool
 	metricsAddr        string
+	pprofAddr          string
 	metricsSecure      bool
 	probeAddr          string
 	webhookHost        string
@@ -93,6 +94,7 @@ func main() {
 	flag.StringVar(&o.operatorNamespace, "operator-namespace", envOr("POD_NAMESPACE", "keycap-system"),
 		"Namespace of the operator's own Secrets (webhook certificates, AppToken signing keys).")
 	flag.StringVar(&o.metricsAddr, "metrics-bind-address", ":8080", "Address of the Prometheus metrics endpoint; 0 disables it.")
+	flag.StringVar(&o.pprofAddr, "pprof-bind-address", "0", "Address of Go's /debug/pprof profiles (CPU, heap, goroutines); 0 (the default) disables it. Bind it to 127.0.0.1 or a port no one else reaches: profiles expose the process's memory layout.")
 	flag.BoolVar(&o.metricsSecure, "metrics-secure", false,
 		"Serve metrics over HTTPS, only to callers the apiserver authenticates (TokenReview) and authorizes for GET /metrics (SubjectAccessReview); the cluster manifests turn it on.")
 	flag.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz probes.")
@@ -225,6 +227,7 @@ func run(o options) error {
 		Scheme:                 scheme,
 		Metrics:                metricsOpts,
 		HealthProbeBindAddress: o.probeAddr,
+		PprofBindAddress:       o.pprofAddr,
 		LeaderElection:         o.leaderElect && components[componentControllers],
 		LeaderElectionID:       o.leaderElectionID,
 		// Hand the lease over at once on a clean stop instead of making the next leader wait it out.

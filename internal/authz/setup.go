@@ -28,11 +28,10 @@ import (
 	"google.golang.org/grpc/reflection"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
-	"k8s.io/apimachinery/pkg/runtime/serializer"
+	"k8s.io/apimachinery/pkg/runtime"
 	toolscache "k8s.io/client-go/tools/cache"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 
@@ -441,10 +440,9 @@ func credentialSources(mgr ctrl.Manager, namespaces []string) ([]index.Source, e
 	if len(namespaces) == 0 {
 		namespaces = []string{metav1.NamespaceAll}
 	}
-	codecs := serializer.NewCodecFactory(mgr.GetScheme())
 	var sources []index.Source
 	for _, k := range registry.Kinds() {
-		rc, err := apiutil.RESTClientForGVK(k.GVK(), false, false, mgr.GetConfig(), codecs, mgr.GetHTTPClient())
+		rc, err := restClientFor(mgr.GetConfig(), mgr.GetHTTPClient(), mgr.GetScheme(), k.GVK(), func() runtime.Object { return k.New() })
 		if err != nil {
 			return nil, fmt.Errorf("a REST client for %s: %w", k.Name, err)
 		}
