@@ -1,16 +1,37 @@
 package authz
 
 import (
+	"fmt"
 	"net/http"
 	"slices"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
 	"k8s.io/client-go/rest"
+	toolscache "k8s.io/client-go/tools/cache"
+	ctrl "sigs.k8s.io/controller-runtime"
 	sigsjson "sigs.k8s.io/json"
 )
+
+// listWatches returns one list-and-watch of a kind for each of namespaces, or (none) one for all
+// of them: what the data plane follows, the credentials and the RoutePolicies alike.
+func listWatches(mgr ctrl.Manager, gvk schema.GroupVersionKind, resource string, newObj func() runtime.Object, namespaces []string) (map[string]toolscache.ListerWatcher, error) {
+	rc, err := restClientFor(mgr.GetConfig(), mgr.GetHTTPClient(), mgr.GetScheme(), gvk, newObj)
+	if err != nil {
+		return nil, fmt.Errorf("a REST client for %s: %w", gvk.Kind, err)
+	}
+	if len(namespaces) == 0 {
+		namespaces = []string{metav1.NamespaceAll}
+	}
+	out := make(map[string]toolscache.ListerWatcher, len(namespaces))
+	for _, ns := range namespaces {
+		out[ns] = toolscache.NewListWatchFromClient(rc, resource, ns, fields.Everything())
+	}
+	return out, nil
+}
 
 // restClientFor returns a REST client for one credential kind whose JSON decoding goes straight
 // into the kind's Go type. The universal decoder first unmarshals the whole object once just to

@@ -8,12 +8,9 @@ import (
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/fields"
-	"k8s.io/apimachinery/pkg/runtime/serializer"
+	"k8s.io/apimachinery/pkg/runtime"
 	toolscache "k8s.io/client-go/tools/cache"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	keycapv1alpha1 "github.com/keycap-dev/keycap/api/v1alpha1"
@@ -63,20 +60,13 @@ func newRoutePolicies(mgr ctrl.Manager, src routepolicy.Source, namespaces []str
 	}
 	rp := &routePolicies{src: src}
 	rp.index.Store(routepolicy.Build(nil))
-	rc, err := apiutil.RESTClientForGVK(keycapv1alpha1.GroupVersion.WithKind("RoutePolicy"), false, false,
-		mgr.GetConfig(), serializer.NewCodecFactory(mgr.GetScheme()), mgr.GetHTTPClient())
+	lws, err := listWatches(mgr, keycapv1alpha1.GroupVersion.WithKind("RoutePolicy"), "routepolicies",
+		func() runtime.Object { return &keycapv1alpha1.RoutePolicy{} }, namespaces)
 	if err != nil {
-		return nil, fmt.Errorf("a REST client for RoutePolicies: %w", err)
+		return nil, err
 	}
-	if len(namespaces) == 0 {
-		namespaces = []string{metav1.NamespaceAll}
-	}
-	for _, ns := range namespaces {
-		rp.sources = append(rp.sources, &policySource{
-			rp: rp, ns: ns,
-			lw:    toolscache.NewListWatchFromClient(rc, "routepolicies", ns, fields.Everything()),
-			store: toolscache.NewStore(toolscache.MetaNamespaceKeyFunc),
-		})
+	for ns, lw := range lws {
+		rp.sources = append(rp.sources, &policySource{rp: rp, ns: ns, lw: lw, store: toolscache.NewStore(toolscache.MetaNamespaceKeyFunc)})
 	}
 	return rp, nil
 }

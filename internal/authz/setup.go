@@ -26,10 +26,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
-	toolscache "k8s.io/client-go/tools/cache"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
@@ -437,22 +434,14 @@ func (dp *DataPlane) Index() *index.Index { return dp.index }
 // credentialSources are what the data plane's index follows: every credential kind of the
 // registry, in each of namespaces or (none) in all of them.
 func credentialSources(mgr ctrl.Manager, namespaces []string) ([]index.Source, error) {
-	if len(namespaces) == 0 {
-		namespaces = []string{metav1.NamespaceAll}
-	}
 	var sources []index.Source
 	for _, k := range registry.Kinds() {
-		rc, err := restClientFor(mgr.GetConfig(), mgr.GetHTTPClient(), mgr.GetScheme(), k.GVK(), func() runtime.Object { return k.New() })
+		lws, err := listWatches(mgr, k.GVK(), k.Resource, func() runtime.Object { return k.New() }, namespaces)
 		if err != nil {
-			return nil, fmt.Errorf("a REST client for %s: %w", k.Name, err)
+			return nil, err
 		}
-		for _, ns := range namespaces {
-			sources = append(sources, index.Source{
-				Kind:          k.Name,
-				Namespace:     ns,
-				New:           k.New,
-				ListerWatcher: toolscache.NewListWatchFromClient(rc, k.Resource, ns, fields.Everything()),
-			})
+		for ns, lw := range lws {
+			sources = append(sources, index.Source{Kind: k.Name, Namespace: ns, New: k.New, ListerWatcher: lw})
 		}
 	}
 	return sources, nil

@@ -90,18 +90,12 @@ func (f *fakeAPI) listerWatcher() toolscache.ListerWatcher {
 	}
 }
 
-// TestFeedFollowsTheAPIAndRelistsWhatItMissed runs the data plane's feed against a list-and-watch
-// and checks that what the index holds is what the API holds: objects of the initial list, watch
-// events, and — the case a revocation depends on — an object deleted while the watch was down is
-// removed by the relist that follows, not kept because no delete event ever came.
-func TestFeedFollowsTheAPIAndRelistsWhatItMissed(t *testing.T) {
-	g := gomega.NewWithT(t)
-	api := &fakeAPI{objs: map[string]*keycapv1alpha1.ApiKey{}, watches: make(chan *watch.FakeWatcher, 10)}
-	ka, kb, kc := "kc_a", "kc_b", "kc_c"
-	api.put(apiKey("a", keys.Digest(ka)))
-	api.put(apiKey("b", keys.Digest(kb)))
+func newFakeAPI() *fakeAPI {
+	return &fakeAPI{objs: map[string]*keycapv1alpha1.ApiKey{}, watches: make(chan *watch.FakeWatcher, 10)}
+}
 
-	ix := New()
+// runFeed runs a feed of ix from api's ApiKeys of namespace acme until the test ends.
+func runFeed(t *testing.T, ix *Index, api *fakeAPI) *Feed {
 	feed := ix.NewFeed([]Source{{
 		Kind: keycapv1alpha1.KindApiKey, Namespace: "acme",
 		New:           func() keycapv1alpha1.Credential { return &keycapv1alpha1.ApiKey{} },
@@ -111,6 +105,22 @@ func TestFeedFollowsTheAPIAndRelistsWhatItMissed(t *testing.T) {
 	done := make(chan struct{})
 	go func() { feed.Run(ctx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
+	return feed
+}
+
+// TestFeedFollowsTheAPIAndRelistsWhatItMissed runs the data plane's feed against a list-and-watch
+// and checks that what the index holds is what the API holds: objects of the initial list, watch
+// events, and — the case a revocation depends on — an object deleted while the watch was down is
+// removed by the relist that follows, not kept because no delete event ever came.
+func TestFeedFollowsTheAPIAndRelistsWhatItMissed(t *testing.T) {
+	g := gomega.NewWithT(t)
+	api := newFakeAPI()
+	ka, kb, kc := "kc_a", "kc_b", "kc_c"
+	api.put(apiKey("a", keys.Digest(ka)))
+	api.put(apiKey("b", keys.Digest(kb)))
+
+	ix := New()
+	feed := runFeed(t, ix, api)
 
 	g.Expect(feed.Synced()).To(gomega.BeFalse())
 	g.Eventually(feed.Synced, 10*time.Second, 5*time.Millisecond).Should(gomega.BeTrue())
@@ -153,17 +163,9 @@ func TestFeedReplaceKeepsOtherSources(t *testing.T) {
 	other := apiKey("o", keys.Digest("kc_o"))
 	other.Namespace = "globex"
 	ix.Upsert(registry.Project(other))
-	api := &fakeAPI{objs: map[string]*keycapv1alpha1.ApiKey{}, watches: make(chan *watch.FakeWatcher, 10)}
+	api := newFakeAPI()
 	api.put(apiKey("a", keys.Digest("kc_a")))
-	feed := ix.NewFeed([]Source{{
-		Kind: keycapv1alpha1.KindApiKey, Namespace: "acme",
-		New:           func() keycapv1alpha1.Credential { return &keycapv1alpha1.ApiKey{} },
-		ListerWatcher: api.listerWatcher(),
-	}}, registry.Project)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { feed.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
+	feed := runFeed(t, ix, api)
 	g.Eventually(feed.Synced, 10*time.Second, 5*time.Millisecond).Should(gomega.BeTrue())
 	g.Expect(lookup(ix, "kc_a")).NotTo(gomega.BeNil())
 	g.Expect(lookup(ix, "kc_o")).NotTo(gomega.BeNil(), "a relist of namespace acme removed a credential of globex")

@@ -69,7 +69,7 @@ func Check(key string) error {
 	if first < 0 || len(body)-first-1 != RandomLength {
 		return ErrMalformed
 	}
-	if validatePrefix(body[:first]) != nil || !isBase62(body[first+1:]) || !isBase62(key[last+1:]) {
+	if validatePrefix(body[:first]) != nil || !IsBase62(body[first+1:]) || !IsBase62(key[last+1:]) {
 		return ErrMalformed
 	}
 	if sum := checksumBytes(body); string(sum[:]) != key[last+1:] {
@@ -143,7 +143,8 @@ func validatePrefix(prefix string) error {
 	return nil
 }
 
-func isBase62(s string) bool {
+// IsBase62 reports whether s holds only the characters of a key body (0-9, A-Z, a-z).
+func IsBase62(s string) bool {
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		if !(c >= '0' && c <= '9' || c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z') {

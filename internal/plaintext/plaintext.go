@@ -75,7 +75,7 @@ func containsPlainKey(s string) bool {
 	const tail = 1 + keys.RandomLength + 1 + keys.ChecksumLength
 	for i := 0; i+tail <= len(s); i++ {
 		if s[i] != '_' || s[i+1+keys.RandomLength] != '_' ||
-			!isBase62(s[i+1:i+1+keys.RandomLength]) || !isBase62(s[i+2+keys.RandomLength:i+tail]) {
+			!keys.IsBase62(s[i+1:i+1+keys.RandomLength]) || !keys.IsBase62(s[i+2+keys.RandomLength:i+tail]) {
 			continue
 		}
 		for l := keys.MinPrefixLength; l <= keys.MaxPrefixLength && l <= i; l++ {
@@ -85,14 +85,4 @@ func containsPlainKey(s string) bool {
 		}
 	}
 	return false
-}
-
-func isBase62(s string) bool {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= '0' && c <= '9' || c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z') {
-			return false
-		}
-	}
-	return true
 }
