@@ -283,10 +283,13 @@ func TestApiKeyKeepsKeyAcrossManagerRestart(t *testing.T) {
 	createReady(t, g, apiKey, keycapv1alpha1.ReasonIssued)
 	// Rotate once, so that the previous key in its grace period must survive the restart too.
 	fakeClock.Step(24*time.Hour + time.Second)
+	// Status is written before the Secret (a rotation's two writes), so wait for both.
+	var key string
 	eventuallyStored(g, apiKey, func(g gomega.Gomega) {
 		g.Expect(apiKey.Status.Digests).To(gomega.HaveLen(2))
+		key = secretKey(g, ns, "survivor", keycapv1alpha1.ApiKeySecretKey)
+		g.Expect(keys.Digest(key)).To(gomega.Equal(apiKey.Status.Digests[0]))
 	})
-	key := secretKey(g, ns, "survivor", keycapv1alpha1.ApiKeySecretKey)
 	before := apiKey.Status.DeepCopy()
 
 	stopManager()
