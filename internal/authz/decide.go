@@ -164,7 +164,7 @@ func (opaqueKeys) verify(a *authorizer, p wire.Presented, _ Audience, now time.T
 	if !ok || entry.Conflict {
 		return Decision{Reason: wire.ReasonNotFound}
 	}
-	cred := entry.Slot.Load()
+	cred := entry.Credential
 	// A licence key is not an API key: it is presented in the licensekey header with an instance.
 	if _, isLicense := cred.LicenseData(); cred == nil || isLicense || cred.FoundByKeyID {
 		return Decision{Reason: wire.ReasonNotFound}
@@ -255,7 +255,7 @@ func (licenses) verify(a *authorizer, p wire.Presented, _ Audience, now time.Tim
 	if !ok || entry.Conflict {
 		return Decision{Reason: wire.ReasonNotFound}
 	}
-	cred := entry.Slot.Load()
+	cred := entry.Credential
 	ld, isLicense := cred.LicenseData()
 	if !isLicense {
 		return Decision{Reason: wire.ReasonNotFound}

@@ -121,15 +121,20 @@ func (u *usageRecorder) flush(ctx context.Context, batch map[*index.Slot]time.Ti
 				if u.limiter.Wait(ctx) != nil {
 					continue
 				}
-				err := u.write(ctx, use)
+				cred := use.slot.Load()
+				if cred == nil {
+					continue // deleted since: nothing to write
+				}
+				key := cred.Key()
+				err := u.write(ctx, key, use.at)
 				switch {
 				case err == nil:
 					lastUsedWrites.WithLabelValues("ok").Inc()
 				case apierrors.IsNotFound(err):
 				default:
 					lastUsedWrites.WithLabelValues("error").Inc()
-					log.V(1).Info("writing lastUsedAt failed", "kind", use.slot.Key.Kind,
-						"namespace", use.slot.Key.Namespace, "name", use.slot.Key.Name, "error", err.Error())
+					log.V(1).Info("writing lastUsedAt failed", "kind", key.Kind,
+						"namespace", key.Namespace, "name", key.Name, "error", err.Error())
 				}
 			}
 		}()
@@ -144,15 +149,15 @@ func (u *usageRecorder) flush(ctx context.Context, batch map[*index.Slot]time.Ti
 	wg.Wait()
 }
 
-func (u *usageRecorder) write(ctx context.Context, use usage) error {
-	kind, ok := registry.ByName(use.slot.Key.Kind)
+func (u *usageRecorder) write(ctx context.Context, key index.ObjectKey, at time.Time) error {
+	kind, ok := registry.ByName(key.Kind)
 	if !ok {
 		return nil
 	}
 	obj := kind.New()
-	obj.SetNamespace(use.slot.Key.Namespace)
-	obj.SetName(use.slot.Key.Name)
-	body, err := json.Marshal(map[string]any{"status": map[string]any{"lastUsedAt": metav1.NewTime(use.at)}})
+	obj.SetNamespace(key.Namespace)
+	obj.SetName(key.Name)
+	body, err := json.Marshal(map[string]any{"status": map[string]any{"lastUsedAt": metav1.NewTime(at)}})
 	if err != nil {
 		return err
 	}

@@ -11,6 +11,13 @@
 // costs O(N) per event, which at 100 000 keys is milliseconds per watch event and seconds for the
 // initial list. BenchmarkLookupParallel measures the sharded table under a concurrent writer.)
 //
+// The collector marks the whole index in every cycle, so the index is laid out for it: the
+// digest table maps a digest to a slot number (maps without pointers are never scanned), slots
+// are found by number in a table of fixed-size chunks, a credential's name and key ID share one
+// string, and credentials with the same scopes share one list. A slot number is reused once its
+// object is gone, so a lookup believes the table only if the credential it finds lists the digest
+// itself (Lookup), which is also where a previous key's end of validity is read.
+//
 // The index knows no kind: each kind's projection into a Credential (internal/registry) says
 // what it lists (digests, a key ID to be found by, a parent) and hangs its own typed data off
 // Credential.Data. A credential with a parent (an AgentKey's ApiKey) points to the parent's
@@ -75,32 +82,44 @@ func (i Instant) Time() time.Time {
 // immutable once published: an update publishes a new *Credential. What only one kind has hangs
 // off Data, typed (*AgentData, *LicenseData, *AppTokenData); the index itself never looks at it.
 type Credential struct {
+	// firstDigest is the first digest this version lists, held here rather than in a slice of its
+	// own (most credentials list one); hasDigest says whether there is one. A lookup by digest
+	// checks it first, so it leads, with the scalars every decision reads.
+	firstDigest KeyDigest
+	// ExpiresAt is the credential's expiry by lifecycle.Expiry (the earliest of spec and status);
+	// zero when the credential does not expire.
+	ExpiresAt Instant
+	// LastUsedAt is status.lastUsedAt as last observed (zero when never written).
+	LastUsedAt Instant
+	// CreatedAt is the object's creationTimestamp.
+	CreatedAt Instant
+	hasDigest bool
+	Disabled  bool
+	// FoundByKeyID makes the credential findable by KeyID (LookupKeyID) as well as by the
+	// digests it lists: the tokens of an AppToken carry its key ID.
+	FoundByKeyID bool
+	// indexed is set by the first Upsert of this *Credential (writer-side, under Index.mu): a
+	// credential is given its digests, slot and shared scopes once, before it is published.
+	indexed bool
+
 	Kind      string
 	Namespace string
 	Name      string
 	// KeyID is the public identifier of the current key.
 	KeyID string
-	// Scopes are sorted and without duplicates.
+	// Scopes are sorted and without duplicates. The index shares one list between the
+	// credentials with the same scopes: never modify it.
 	Scopes []string
 	// ScopesHeader is Scopes joined with ",", computed once.
 	ScopesHeader string
-	// ExpiresAt is the credential's expiry by lifecycle.Expiry (the earliest of spec and status);
-	// zero when the credential does not expire.
-	ExpiresAt Instant
-	Disabled  bool
-	// FoundByKeyID makes the credential findable by KeyID (LookupKeyID) as well as by the
-	// digests it lists: the tokens of an AppToken carry its key ID.
-	FoundByKeyID bool
-	// LastUsedAt is status.lastUsedAt as last observed (zero when never written).
-	LastUsedAt Instant
-	// CreatedAt is the object's creationTimestamp.
-	CreatedAt Instant
 
 	// ParentKey names the object this credential is valid under (an AgentKey's ApiKey); nil when
 	// it has none. Upsert resolves it to Parent.
 	ParentKey *ObjectKey
 	// Parent is ParentKey's slot: its Load is nil while the parent is unknown or deleted.
 	Parent *Slot
+	// slot is the credential's own slot, set by its first Upsert.
+	slot *Slot
 
 	// Data is what only this credential's kind has, set by the kind's projection.
 	Data any
@@ -108,6 +127,50 @@ type Credential struct {
 	// version of the credential, set once by the projection the consumer gives Feed, before the
 	// credential is published. The index never reads or writes it.
 	Derived any
+
+	// moreDigests are the digests this version lists after firstDigest (Upsert's argument): a
+	// lookup checks that the credential it reached lists the digest it was looking up.
+	moreDigests []KeyDigest
+}
+
+// Key returns the name of c's object.
+func (c *Credential) Key() ObjectKey {
+	return ObjectKey{Kind: c.Kind, Namespace: c.Namespace, Name: c.Name}
+}
+
+// listed returns the entry of d in the digests c lists.
+func (c *Credential) listed(d *Digest) (KeyDigest, bool) {
+	switch {
+	case c == nil || !c.hasDigest:
+	case c.firstDigest.Digest == *d:
+		return c.firstDigest, true
+	default:
+		for _, kd := range c.moreDigests {
+			if kd.Digest == *d {
+				return kd, true
+			}
+		}
+	}
+	return KeyDigest{}, false
+}
+
+// setDigests makes c list digests.
+func (c *Credential) setDigests(digests []KeyDigest) {
+	if len(digests) == 0 {
+		return
+	}
+	c.firstDigest, c.hasDigest = digests[0], true
+	if len(digests) > 1 {
+		c.moreDigests = slices.Clone(digests[1:])
+	}
+}
+
+// digests returns the digests c lists, in a new slice (writer side only).
+func (c *Credential) digests() []KeyDigest {
+	if c == nil || !c.hasDigest {
+		return nil
+	}
+	return append([]KeyDigest{c.firstDigest}, c.moreDigests...)
 }
 
 // Active reports whether c itself (not its parent) is usable at now: the one disabled/expired
@@ -166,23 +229,18 @@ type ObjectKey struct {
 }
 
 // Slot holds the current Credential of one object. Slots are stable: the same *Slot serves an
-// object for the life of the index, so agent keys can point to their parent's.
+// object for as long as the index has it, so agent keys can point to their parent's, and a slot
+// is never reused for another object (its number in the digest table may be).
 type Slot struct {
-	// current is the table entry of the object's current key(s), {Slot: itself}: kept in the
-	// slot, so the table's entries cost no allocation of their own and a lookup reads the entry
-	// and the credential pointer from the same memory.
-	current Entry
-	Key     ObjectKey
-	cred    atomic.Pointer[Credential]
-	// pinned is set once another object's credential names this slot as its parent, so the slot
-	// outlives its object's deletion (the dependants keep their pointer). Guarded by Index.mu.
-	pinned bool
+	cred atomic.Pointer[Credential]
 	// lastUsedMark is the unix-nano time this replica last queued a lastUsedAt write for the
 	// object; the data plane throttles writes with it.
 	lastUsedMark atomic.Int64
-	// owned are the digests this object put into the table (the slice Upsert was given, shared
-	// with the informer cache's Record, never modified); guarded by Index.mu.
-	owned []KeyDigest
+	// ref is the slot's number in the digest table; guarded by Index.mu.
+	ref slotRef
+	// pinned is set once another object's credential names this slot as its parent, so the slot
+	// outlives its object's deletion (the dependants keep their pointer). Guarded by Index.mu.
+	pinned bool
 }
 
 // Load returns the slot's current credential, or nil when the object does not exist (now).
@@ -196,27 +254,105 @@ func (s *Slot) Load() *Credential {
 // LastUsedMark is the throttle mark of the lastUsedAt writer.
 func (s *Slot) LastUsedMark() *atomic.Int64 { return &s.lastUsedMark }
 
-// Entry is the result of a lookup: the credential's slot and, for a previous key kept through a
-// rotation's grace period, the instant it stops being valid.
+// Entry is the result of a lookup: the credential's slot, the credential the slot held when
+// looked up, and, for a previous key kept through a rotation's grace period, the instant it stops
+// being valid.
 type Entry struct {
-	Slot *Slot
+	Slot       *Slot
+	Credential *Credential
 	// NotAfter is zero for the current key; for the previous key it is previousKeyValidUntil.
 	NotAfter Instant
 	// Conflict is true when more than one object lists this digest (which the webhook forbids):
-	// the data plane refuses it rather than guess which object it belongs to.
+	// the data plane refuses it rather than guess which object it belongs to. Slot and
+	// Credential are nil then.
 	Conflict bool
+}
+
+// slotRef is a slot's number: what the digest table maps a digest to, so the table holds no
+// pointer for the collector to follow. conflictRef marks a digest more than one object lists.
+type slotRef uint32
+
+const conflictRef = ^slotRef(0)
+
+// The slot numbers' table: a fixed directory of chunks, each allocated when first needed, so a
+// reader finds a number's credential with two atomic loads and the table never moves.
+const (
+	slotChunkBits = 12
+	slotChunkSize = 1 << slotChunkBits
+	// slotChunks bounds the index at 2^26 (67 million) objects, beyond what etcd stores.
+	slotChunks = 1 << 14
+)
+
+// numbered is one slot number's entry: the slot (writer side, under Index.mu) and its current
+// credential, the same pointer as the slot's own, kept here too so that a lookup by digest reads
+// the credential without a detour through the slot.
+type numbered struct {
+	slot *Slot
+	cred atomic.Pointer[Credential]
+}
+
+type slotChunk [slotChunkSize]numbered
+
+type slotRefs struct {
+	chunks [slotChunks]atomic.Pointer[slotChunk]
+	// next and free are writer-side, guarded by Index.mu.
+	next slotRef
+	free []slotRef
+}
+
+// at returns the entry of r, nil when r was never given out.
+func (t *slotRefs) at(r slotRef) *numbered {
+	c := t.chunks[r>>slotChunkBits].Load()
+	if c == nil {
+		return nil
+	}
+	return &c[r&(slotChunkSize-1)]
+}
+
+// assignLocked gives s a number, a freed one first.
+func (t *slotRefs) assignLocked(s *Slot) {
+	var r slotRef
+	if n := len(t.free); n > 0 {
+		r, t.free = t.free[n-1], t.free[:n-1]
+	} else {
+		r = t.next
+		if r>>slotChunkBits >= slotChunks {
+			panic("index: more than 2^26 credential objects")
+		}
+		t.next++
+		if t.chunks[r>>slotChunkBits].Load() == nil {
+			t.chunks[r>>slotChunkBits].Store(new(slotChunk))
+		}
+	}
+	t.at(r).slot = s
+	s.ref = r
+}
+
+// releaseLocked frees s's number for another slot.
+func (t *slotRefs) releaseLocked(s *Slot) {
+	n := t.at(s.ref)
+	n.slot = nil
+	n.cred.Store(nil)
+	t.free = append(t.free, s.ref)
+}
+
+// publishLocked makes cred (nil: none) the current credential of slot s.
+func (t *slotRefs) publishLocked(s *Slot, cred *Credential) *Credential {
+	t.at(s.ref).cred.Store(cred)
+	return s.cred.Swap(cred)
 }
 
 const shardCount = 256
 
 type shard struct {
 	mu sync.RWMutex
-	m  map[Digest]*Entry
+	m  map[Digest]slotRef
 }
 
 // Index is the credential index. The zero value is not usable; call New.
 type Index struct {
 	shards [shardCount]shard
+	refs   slotRefs
 
 	// Writer-side state, guarded by mu. Readers never take it. Writers also read the shard maps
 	// without their locks: only writers change them, and writers hold mu.
@@ -225,6 +361,8 @@ type Index struct {
 	// conflicts lists every object claiming a digest that more than one object lists (which the
 	// webhook forbids); such digests are refused. Empty in a healthy cluster.
 	conflicts map[Digest][]*Slot
+	// scopeLists are the scope lists the index's credentials share, by ScopesHeader.
+	scopeLists map[string]*sharedList
 
 	// count is the number of credentials by kind; guarded by mu.
 	count map[string]int
@@ -233,26 +371,50 @@ type Index struct {
 	byKeyID sync.Map
 }
 
+// sharedList is one scope list and how many of the index's credentials use it.
+type sharedList struct {
+	list []string
+	refs int
+}
+
 // New returns an empty index.
 func New() *Index {
 	ix := &Index{
-		slots:     slotTable{},
-		conflicts: map[Digest][]*Slot{},
-		count:     map[string]int{},
+		slots:      slotTable{},
+		conflicts:  map[Digest][]*Slot{},
+		scopeLists: map[string]*sharedList{},
+		count:      map[string]int{},
 	}
 	for i := range ix.shards {
-		ix.shards[i].m = map[Digest]*Entry{}
+		ix.shards[i].m = map[Digest]slotRef{}
 	}
 	return ix
 }
 
 // Lookup returns the entry of a digest. It takes one shard's read lock and allocates nothing.
-func (ix *Index) Lookup(d *Digest) (*Entry, bool) {
+// The entry's Credential is the one its slot held, and it lists d: a digest whose object went
+// away (its slot's number since given to another object) is not found.
+func (ix *Index) Lookup(d *Digest) (Entry, bool) {
 	s := &ix.shards[d[0]]
 	s.mu.RLock()
-	e, ok := s.m[*d]
+	r, ok := s.m[*d]
 	s.mu.RUnlock()
-	return e, ok
+	switch {
+	case !ok:
+		return Entry{}, false
+	case r == conflictRef:
+		return Entry{Conflict: true}, true
+	}
+	n := ix.refs.at(r)
+	if n == nil {
+		return Entry{}, false
+	}
+	cred := n.cred.Load()
+	kd, listed := cred.listed(d)
+	if !listed {
+		return Entry{}, false
+	}
+	return Entry{Slot: cred.slot, Credential: cred, NotAfter: kd.NotAfter}, true
 }
 
 // Len returns how many credentials of a kind the index holds.
@@ -279,22 +441,32 @@ type KeyDigest struct {
 }
 
 // Upsert publishes cred and makes exactly digests point to it. Digests the object listed before
-// and lists no more are removed. The index keeps digests (a Record's, shared with the informer
-// cache): the caller must not modify it afterwards.
+// and lists no more are removed. cred must be new to the index (a projection's result) and
+// belongs to the index afterwards (its scopes may be replaced by an equal shared list).
 func (ix *Index) Upsert(cred *Credential, digests []KeyDigest) {
-	key := ObjectKey{Kind: cred.Kind, Namespace: cred.Namespace, Name: cred.Name}
+	key := cred.Key()
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
 	slot := ix.slotLocked(key)
-	// A credential upserted again (an informer resync of a cached Record) keeps its parent link.
-	if cred.ParentKey != nil && cred.Parent == nil {
-		parent := ix.slotLocked(*cred.ParentKey)
-		parent.pinned = true
-		cred.Parent = parent
+	if !cred.indexed {
+		cred.indexed = true
+		cred.slot = slot
+		cred.setDigests(digests)
+		cred.Scopes = ix.shareScopesLocked(cred.ScopesHeader, cred.Scopes)
+		if cred.ParentKey != nil {
+			parent := ix.slotLocked(*cred.ParentKey)
+			parent.pinned = true
+			cred.Parent = parent
+		}
 	}
-	prev := slot.cred.Swap(cred)
+	prev := ix.refs.publishLocked(slot, cred)
+	if prev == cred {
+		return
+	}
 	if prev == nil {
 		ix.count[key.Kind]++
+	} else {
+		ix.releaseScopesLocked(prev.ScopesHeader)
 	}
 	if prev != nil && prev.FoundByKeyID && prev.KeyID != "" && (!cred.FoundByKeyID || prev.KeyID != cred.KeyID) {
 		ix.byKeyID.CompareAndDelete(prev.KeyID, slot)
@@ -303,30 +475,20 @@ func (ix *Index) Upsert(cred *Credential, digests []KeyDigest) {
 		ix.byKeyID.Store(cred.KeyID, slot)
 	}
 
-	old := slot.owned
-	var next []KeyDigest
-	if len(digests) > 0 {
-		next = digests
-	}
+	old, next := prev.digests(), cred.digests()
 	// Remove the digests no longer listed first, so a rotation without grace revokes the old key
-	// before anything else happens.
+	// before anything else happens. (Lookups already refuse them: the published credential does
+	// not list them.)
 	for _, o := range old {
 		if !containsDigest(next, o.Digest) {
 			ix.unclaimLocked(o.Digest, slot)
 		}
 	}
 	for _, n := range next {
-		i := indexDigest(old, n.Digest)
-		switch {
-		case i < 0:
-			ix.claimLocked(n.Digest, slot, n.NotAfter)
-		case old[i].NotAfter != n.NotAfter:
-			if _, conflicted := ix.conflicts[n.Digest]; !conflicted {
-				ix.setLocked(n.Digest, entryFor(slot, n.NotAfter))
-			}
+		if !containsDigest(old, n.Digest) {
+			ix.claimLocked(n.Digest, slot)
 		}
 	}
-	slot.owned = next
 }
 
 // Delete removes an object and every digest it listed. Its slot stays (empty) so agent keys that
@@ -334,16 +496,16 @@ func (ix *Index) Upsert(cred *Credential, digests []KeyDigest) {
 func (ix *Index) Delete(key ObjectKey) {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
-	slot := ix.slots.get(key)
+	slot := ix.slotOfLocked(key)
 	if slot == nil {
 		return
 	}
-	for _, o := range slot.owned {
-		ix.unclaimLocked(o.Digest, slot)
-	}
-	slot.owned = nil
-	if prev := slot.cred.Swap(nil); prev != nil {
+	if prev := ix.refs.publishLocked(slot, nil); prev != nil {
+		for _, o := range prev.digests() {
+			ix.unclaimLocked(o.Digest, slot)
+		}
 		ix.count[key.Kind]--
+		ix.releaseScopesLocked(prev.ScopesHeader)
 		if prev.FoundByKeyID && prev.KeyID != "" {
 			ix.byKeyID.CompareAndDelete(prev.KeyID, slot)
 		}
@@ -352,6 +514,7 @@ func (ix *Index) Delete(key ObjectKey) {
 	// their pointer, so it stays. (An empty slot costs a few dozen bytes.)
 	if !slot.pinned {
 		ix.slots.remove(key)
+		ix.refs.releaseLocked(slot)
 	}
 }
 
@@ -359,7 +522,7 @@ func (ix *Index) Delete(key ObjectKey) {
 func (ix *Index) Slot(key ObjectKey) *Slot {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
-	return ix.slots.get(key)
+	return ix.slotOfLocked(key)
 }
 
 // FindLicense returns the License listing the licence key digest (lowercase hex) in
@@ -370,13 +533,13 @@ func (ix *Index) FindLicense(hexDigest string) (types.NamespacedName, bool) {
 		return types.NamespacedName{}, false
 	}
 	e, ok := ix.Lookup(&d)
-	if !ok || e.Conflict || e.Slot == nil {
+	if !ok || e.Conflict {
 		return types.NamespacedName{}, false
 	}
-	if _, isLicense := e.Slot.Load().LicenseData(); !isLicense {
+	if _, isLicense := e.Credential.LicenseData(); !isLicense {
 		return types.NamespacedName{}, false
 	}
-	return types.NamespacedName{Namespace: e.Slot.Key.Namespace, Name: e.Slot.Key.Name}, true
+	return types.NamespacedName{Namespace: e.Credential.Namespace, Name: e.Credential.Name}, true
 }
 
 // LicenseData returns c's licence data, if c is a licence.
@@ -397,27 +560,36 @@ func (c *Credential) AgentData() (*AgentData, bool) {
 	return a, ok
 }
 
+// slotOfLocked returns the slot of key, or nil.
+func (ix *Index) slotOfLocked(key ObjectKey) *Slot {
+	if r, ok := ix.slots.get(key); ok {
+		return ix.refs.at(r).slot
+	}
+	return nil
+}
+
+// slotLocked returns the slot of key, made when there is none.
 func (ix *Index) slotLocked(key ObjectKey) *Slot {
-	s := ix.slots.get(key)
+	s := ix.slotOfLocked(key)
 	if s == nil {
-		s = &Slot{Key: key}
-		s.current.Slot = s
-		ix.slots.put(s)
+		s = &Slot{}
+		ix.refs.assignLocked(s)
+		ix.slots.put(key, s.ref)
 	}
 	return s
 }
 
-func (ix *Index) claimLocked(d Digest, slot *Slot, notAfter Instant) {
+func (ix *Index) claimLocked(d Digest, slot *Slot) {
 	if owners, conflicted := ix.conflicts[d]; conflicted {
 		ix.conflicts[d] = append(owners, slot)
 		return
 	}
-	if e, ok := ix.shards[d[0]].m[d]; ok && e.Slot != slot {
-		ix.conflicts[d] = []*Slot{e.Slot, slot}
-		ix.setLocked(d, &Entry{Conflict: true})
+	if r, ok := ix.shards[d[0]].m[d]; ok && r != slot.ref {
+		ix.conflicts[d] = []*Slot{ix.refs.at(r).slot, slot}
+		ix.setLocked(d, conflictRef, true)
 		return
 	}
-	ix.setLocked(d, entryFor(slot, notAfter))
+	ix.setLocked(d, slot.ref, true)
 }
 
 func (ix *Index) unclaimLocked(d Digest, slot *Slot) {
@@ -429,51 +601,55 @@ func (ix *Index) unclaimLocked(d Digest, slot *Slot) {
 		}
 		delete(ix.conflicts, d)
 		if len(owners) == 1 {
-			rest := owners[0]
-			var notAfter Instant
-			if i := indexDigest(rest.owned, d); i >= 0 {
-				notAfter = rest.owned[i].NotAfter
-			}
-			ix.setLocked(d, entryFor(rest, notAfter))
+			ix.setLocked(d, owners[0].ref, true)
 			return
 		}
-		ix.setLocked(d, nil)
+		ix.setLocked(d, 0, false)
 		return
 	}
-	if e, ok := ix.shards[d[0]].m[d]; ok && e.Slot == slot {
-		ix.setLocked(d, nil)
+	if r, ok := ix.shards[d[0]].m[d]; ok && r == slot.ref {
+		ix.setLocked(d, 0, false)
 	}
 }
 
-// entryFor returns the table entry of a digest slot lists until notAfter (zero: while listed).
-func entryFor(slot *Slot, notAfter Instant) *Entry {
-	if notAfter.IsZero() {
-		return &slot.current
-	}
-	return &Entry{Slot: slot, NotAfter: notAfter}
-}
-
-// setLocked writes (or, with nil, deletes) the table entry of d.
-func (ix *Index) setLocked(d Digest, e *Entry) {
+// setLocked writes (or, with !present, deletes) the table entry of d.
+func (ix *Index) setLocked(d Digest, r slotRef, present bool) {
 	s := &ix.shards[d[0]]
 	s.mu.Lock()
-	if e == nil {
-		delete(s.m, d)
+	if present {
+		s.m[d] = r
 	} else {
-		s.m[d] = e
+		delete(s.m, d)
 	}
 	s.mu.Unlock()
 }
 
-func containsDigest(list []KeyDigest, d Digest) bool { return indexDigest(list, d) >= 0 }
+// shareScopesLocked returns the index's shared scope list equal to list (header is its joined
+// form), counting one more user of it.
+func (ix *Index) shareScopesLocked(header string, list []string) []string {
+	if header == "" {
+		return list
+	}
+	l := ix.scopeLists[header]
+	if l == nil {
+		l = &sharedList{list: list}
+		ix.scopeLists[header] = l
+	}
+	l.refs++
+	return l.list
+}
 
-func indexDigest(list []KeyDigest, d Digest) int {
-	for i := range list {
-		if list[i].Digest == d {
-			return i
+// releaseScopesLocked counts one user less of the shared list of header.
+func (ix *Index) releaseScopesLocked(header string) {
+	if l := ix.scopeLists[header]; l != nil {
+		if l.refs--; l.refs == 0 {
+			delete(ix.scopeLists, header)
 		}
 	}
-	return -1
+}
+
+func containsDigest(list []KeyDigest, d Digest) bool {
+	return slices.ContainsFunc(list, func(k KeyDigest) bool { return k.Digest == d })
 }
 
 // NormalizeScopes returns scopes sorted and without duplicates or empty strings, in a new slice.
@@ -508,33 +684,35 @@ func (ix *Index) keys(kind, namespace string) []ObjectKey {
 		if kn.kind != kind || (namespace != "" && kn.namespace != namespace) {
 			continue
 		}
-		for _, slot := range names {
-			if slot.cred.Load() != nil {
-				out = append(out, slot.Key)
+		for name, r := range names {
+			if ix.refs.at(r).cred.Load() != nil {
+				out = append(out, ObjectKey{Kind: kn.kind, Namespace: kn.namespace, Name: name})
 			}
 		}
 	}
 	return out
 }
 
-// slotTable finds slots by kind and namespace, then by name: a credential's map entry then holds
-// its name (16 bytes) rather than its whole ObjectKey (48), at 100 000 credentials about 5 MB.
-type slotTable map[kindNamespace]map[string]*Slot
+// slotTable finds slot numbers by kind and namespace, then by name: a credential's map entry
+// then holds its name (16 bytes) rather than its whole ObjectKey (48), at 100 000 credentials
+// about 5 MB, and a number rather than a pointer the collector would follow once more.
+type slotTable map[kindNamespace]map[string]slotRef
 
 type kindNamespace struct{ kind, namespace string }
 
-func (t slotTable) get(key ObjectKey) *Slot {
-	return t[kindNamespace{key.Kind, key.Namespace}][key.Name]
+func (t slotTable) get(key ObjectKey) (slotRef, bool) {
+	r, ok := t[kindNamespace{key.Kind, key.Namespace}][key.Name]
+	return r, ok
 }
 
-func (t slotTable) put(s *Slot) {
-	kn := kindNamespace{s.Key.Kind, s.Key.Namespace}
+func (t slotTable) put(key ObjectKey, r slotRef) {
+	kn := kindNamespace{key.Kind, key.Namespace}
 	names := t[kn]
 	if names == nil {
-		names = map[string]*Slot{}
+		names = map[string]slotRef{}
 		t[kn] = names
 	}
-	names[s.Key.Name] = s
+	names[key.Name] = r
 }
 
 func (t slotTable) remove(key ObjectKey) {

@@ -3,6 +3,7 @@ package index_test
 import (
 	"fmt"
 	"runtime"
+	"runtime/metrics"
 	"strings"
 	"testing"
 
@@ -39,6 +40,7 @@ func BenchmarkMemoryPerKey(b *testing.B) {
 		runtime.GC()
 		var before, after runtime.MemStats
 		runtime.ReadMemStats(&before)
+		scanBefore := scannableHeap()
 		ix := New()
 		for i := range n {
 			ix.Upsert(registry.Project(benchApiKey(i)))
@@ -46,6 +48,17 @@ func BenchmarkMemoryPerKey(b *testing.B) {
 		runtime.GC()
 		runtime.ReadMemStats(&after)
 		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/n, "heapB/key")
+		b.ReportMetric(float64(after.HeapObjects-before.HeapObjects)/n, "objects/key")
+		b.ReportMetric(float64(scannableHeap()-scanBefore)/n, "scanB/key")
 		runtime.KeepAlive(ix)
 	}
+}
+
+// scannableHeap is the heap the collector had to scan in its last cycle (pointer-bearing objects'
+// bytes): what each collection's mark phase walks, unlike noscan memory such as strings and
+// digests, which it only marks.
+func scannableHeap() uint64 {
+	sample := []metrics.Sample{{Name: "/gc/scan/heap:bytes"}}
+	metrics.Read(sample)
+	return sample[0].Value.Uint64()
 }
