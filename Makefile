@@ -99,8 +99,11 @@ test: control-plane kustomize helm ## Unit, envtest and end-to-end tests on a re
 	go test -run '^$$' -fuzz '^FuzzContains$$' -fuzztime $(PARSER_FUZZTIME) ./internal/plaintext
 
 .PHONY: bench
+# Extra flags for hack/bench, e.g. BENCH_ARGS="-max 10000 -before /tmp/keycap-before" (hack/bench/README.md).
+BENCH_ARGS ?=
+
 bench: control-plane build ## Load benchmarks against no-op baselines in the same run; prints a table.
-	KUBEBUILDER_ASSETS="$(CONTROL_PLANE)" go run ./hack/bench
+	KUBEBUILDER_ASSETS="$(CONTROL_PLANE)" go run ./hack/bench $(BENCH_ARGS)
 	KUBEBUILDER_ASSETS="$(CONTROL_PLANE)" go run ./hack/benchwebhook
 
 # How long `make chaos` runs each fuzz target, and extra flags for hack/chaos (e.g. -scenarios 2,6 -keep).

@@ -70,6 +70,8 @@ type config struct {
 	creators    int
 	rounds      int
 	keycapArgs  string
+	// beforeBin is a second keycap binary measured beside keycapBin (-before).
+	beforeBin string
 }
 
 func main() {
@@ -91,6 +93,9 @@ func main() {
 			"compete with the load. Pass \"\" to measure with them.")
 	flag.IntVar(&c.rounds, "rounds", 3, "Alternating rounds of each load run; the median round is reported.")
 	flag.IntVar(&c.creators, "creators", 48, "Concurrent creates when loading ApiKeys into the apiserver.")
+	flag.StringVar(&c.beforeBin, "before", "", "A second keycap binary (say, built from the commit before a change) run beside -keycap "+
+		"against the same apiserver and keys: its ApiKey rounds alternate with the others' at every N, and its RSS per key "+
+		"and start-up are reported too, so one run gives a change's before and after.")
 	flag.Parse()
 	logf.SetLogger(logr.Discard())
 	for _, n := range []int{100, 10_000, maxN} {
@@ -154,12 +159,21 @@ func run(c config) error {
 	}
 
 	// keycap's data plane alone, as its own Deployment would run it, and the no-op baselines.
-	kc, err := startKeycap(ctx, bin, kubeconfig, dir, strings.Fields(c.keycapArgs))
+	kc, err := startKeycap(ctx, bin, kubeconfig, dir, "keycap", strings.Fields(c.keycapArgs))
 	if err != nil {
 		return err
 	}
 	defer func() { kc.stop() }()
 	rssEmpty := kc.rss()
+	var before *process
+	var rssEmptyBefore int64
+	if c.beforeBin != "" {
+		if before, err = startKeycap(ctx, c.beforeBin, kubeconfig, dir, "keycap-before", strings.Fields(c.keycapArgs)); err != nil {
+			return err
+		}
+		defer func() { before.stop() }()
+		rssEmptyBefore = before.rss()
+	}
 	noop, err := startNoop(ctx, dir)
 	if err != nil {
 		return err
@@ -168,7 +182,7 @@ func run(c config) error {
 
 	var rows []row
 	var loaded []string
-	rss := map[int]int64{}
+	rss, rssBefore := map[int]int64{}, map[int]int64{}
 	etcdBytes := map[int]int64{}
 	for _, n := range c.sizes {
 		say("loading ApiKeys up to %d", n)
@@ -190,21 +204,39 @@ func run(c config) error {
 		if err := waitLoaded(ctx, kc.grpcAddr, more); err != nil {
 			return err
 		}
+		if before != nil {
+			if err := waitLoaded(ctx, before.grpcAddr, more); err != nil {
+				return err
+			}
+		}
 		say("  the data plane has all %d keys, %s after the first create", n, time.Since(t0).Round(time.Millisecond))
 
-		// Rounds alternate keycap and its baseline so that drift in the machine's load (the
-		// apiserver settling, other processes) hits both alike; the median round is reported.
-		var gn, gk, hn, hk []stats
+		// Rounds alternate keycap and its baseline (and the -before binary) so that drift in the
+		// machine's load (the apiserver settling, other processes) hits them alike; the median
+		// round is reported.
+		var gn, gk, gb, hn, hk, hb []stats
 		for range c.rounds {
 			gn = append(gn, loadGRPC(ctx, noop, noop.grpcAddr, loaded, c))
 			gk = append(gk, loadGRPC(ctx, kc, kc.grpcAddr, loaded, c))
+			if before != nil {
+				gb = append(gb, loadGRPC(ctx, before, before.grpcAddr, loaded, c))
+			}
 			hn = append(hn, loadHTTP(ctx, noop, "http://"+noop.httpAddr+"/", loaded, c))
 			hk = append(hk, loadHTTP(ctx, kc, "http://"+kc.httpAddr+"/check?scopes=bench:read", loaded, c))
+			if before != nil {
+				hb = append(hb, loadHTTP(ctx, before, "http://"+before.httpAddr+"/check?scopes=bench:read", loaded, c))
+			}
 		}
 		grpcNoop, grpcKeycap, httpNoop, httpKeycap := median(gn), median(gk), median(hn), median(hk)
 		rows = append(rows,
 			row{n: n, proto: "gRPC Check", keycap: grpcKeycap, noop: grpcNoop},
 			row{n: n, proto: "HTTP /check", keycap: httpKeycap, noop: httpNoop})
+		if before != nil {
+			rows = append(rows,
+				row{n: n, proto: beforeRow("gRPC Check"), keycap: median(gb), noop: grpcNoop},
+				row{n: n, proto: beforeRow("HTTP /check"), keycap: median(hb), noop: httpNoop})
+			rssBefore[n] = before.rss()
+		}
 		rss[n] = kc.rss()
 		etcdBytes[n] = etcdInUse(env)
 		say("  gRPC keycap %.0f rps vs no-op %.0f; HTTP keycap %.0f vs bare %.0f; RSS %d MiB",
@@ -237,24 +269,27 @@ func run(c config) error {
 	}
 
 	heap := kc.heap()
+	var beforeHeap string
+	if before != nil {
+		beforeHeap = before.heap()
+		before.stop()
+	}
 	// Startup: a new data plane process against the loaded apiserver, from its start to ready
 	// (its informers have listed every credential), as a replica starting in a large cluster.
 	say("startup: restarting the data plane with %d ApiKeys in the apiserver", len(loaded))
 	kc.stop()
-	t0, busy0 := time.Now(), machineCPU(true)
-	restarted, err := startKeycap(ctx, bin, kubeconfig, dir, strings.Fields(c.keycapArgs))
+	up, restarted, err := restart(ctx, bin, kubeconfig, dir, "keycap", c, loaded, rssEmpty)
 	if err != nil {
 		return err
 	}
 	kc = restarted
-	up := startup{n: len(loaded), took: time.Since(t0), rssEmpty: rssEmpty, rss: kc.rss(), cpu: kc.cpu(), machineBusy: machineCPU(true) - busy0}
-	// The process right after the initial list is mostly the initial list's garbage; what it
-	// keeps is what a GC leaves.
-	time.Sleep(3 * time.Second)
-	up.rssSettled = kc.rss()
-	say("  ready in %s, RSS %d MiB (%d MiB 3 s later)", up.took.Round(time.Millisecond), up.rss>>20, up.rssSettled>>20)
-	if err := waitLoaded(ctx, kc.grpcAddr, loaded[len(loaded)-1:]); err != nil {
-		return err
+	var upBefore startup
+	if before != nil {
+		kc.stop()
+		say("startup of the -before binary")
+		if upBefore, before, err = restart(ctx, c.beforeBin, kubeconfig, dir, "keycap-before", c, loaded, rssEmptyBefore); err != nil {
+			return err
+		}
 	}
 
 	if ns := slices.Sorted(mapsKeys(etcdBytes)); len(ns) >= 2 && etcdBytes[ns[0]] > 0 {
@@ -262,7 +297,36 @@ func run(c config) error {
 		up.etcdPerKey = float64(etcdBytes[hi]-etcdBytes[lo]) / float64(hi-lo)
 	}
 	printReport(c, rows, rev, rss, heap, up, time.Since(start))
+	if before != nil {
+		fmt.Printf("\nThe -before binary (%s), in the same run:\n\n", c.beforeBin)
+		printMemory(rssBefore, beforeHeap, upBefore)
+	}
 	return nil
+}
+
+// beforeRow names a row of the -before binary.
+func beforeRow(proto string) string { return proto + ", -before binary" }
+
+// restart starts a data plane (the first one was stopped) against the loaded apiserver and
+// measures its start-up: from the process's start to ready, its CPU, and its RSS when ready and
+// 3 s later.
+func restart(ctx context.Context, bin, kubeconfig, dir, name string, c config, loaded []string, rssEmpty int64) (startup, *process, error) {
+	t0, busy0 := time.Now(), machineCPU(true)
+	p, err := startKeycap(ctx, bin, kubeconfig, dir, name, strings.Fields(c.keycapArgs))
+	if err != nil {
+		return startup{}, nil, err
+	}
+	up := startup{n: len(loaded), took: time.Since(t0), rssEmpty: rssEmpty, rss: p.rss(), cpu: p.cpu(), machineBusy: machineCPU(true) - busy0}
+	// The process right after the initial list is mostly the initial list's garbage; what it
+	// keeps is what a GC leaves.
+	time.Sleep(3 * time.Second)
+	up.rssSettled = p.rss()
+	say("  ready in %s, RSS %d MiB (%d MiB 3 s later)", up.took.Round(time.Millisecond), up.rss>>20, up.rssSettled>>20)
+	if err := waitLoaded(ctx, p.grpcAddr, loaded[len(loaded)-1:]); err != nil {
+		p.stop()
+		return startup{}, nil, err
+	}
+	return up, p, nil
 }
 
 // startup is the restarted data plane's figures.
@@ -365,6 +429,15 @@ func printReport(c config, rows []row, rev map[string][]time.Duration, rss map[i
 			ms(pct(acks, 50)), ms(slices.Max(acks)), ms(acks[slowest]), ms(d[slowest]-acks[slowest]))
 	}
 	fmt.Println()
+	printMemory(rss, heap, up)
+	if up.etcdPerKey > 0 {
+		fmt.Printf("- etcd database in use: %.0f bytes per ApiKey (create + status write, before the apiserver's compaction).\n", up.etcdPerKey)
+	}
+	fmt.Printf("- Whole run: %s.\n", took.Round(time.Second))
+}
+
+// printMemory reports a data plane's RSS per key under load and its start-up.
+func printMemory(rss map[int]int64, heap string, up startup) {
 	ns := slices.Sorted(mapsKeys(rss))
 	if len(ns) >= 2 {
 		lo, hi := ns[0], ns[len(ns)-1]
@@ -379,10 +452,6 @@ func printReport(c config, rows []row, rev map[string][]time.Duration, rss map[i
 		fmt.Printf("  Until ready the data plane used %s of CPU; the whole machine was busy %s of the %s × %d CPUs (the rest: the apiserver serving the initial lists, etcd).\n",
 			up.cpu.Round(10*time.Millisecond), up.machineBusy.Round(10*time.Millisecond), up.took.Round(10*time.Millisecond), runtime.NumCPU())
 	}
-	if up.etcdPerKey > 0 {
-		fmt.Printf("- etcd database in use: %.0f bytes per ApiKey (create + status write, before the apiserver's compaction).\n", up.etcdPerKey)
-	}
-	fmt.Printf("- Whole run: %s.\n", took.Round(time.Second))
 }
 
 // median returns the round with the median throughput (errors and denials summed over rounds).
@@ -572,7 +641,7 @@ func freeAddr() (string, error) {
 	return l.Addr().String(), nil
 }
 
-func startKeycap(ctx context.Context, bin, kubeconfig, dir string, extra []string) (*process, error) {
+func startKeycap(ctx context.Context, bin, kubeconfig, dir, name string, extra []string) (*process, error) {
 	var addrs [4]string
 	for i := range addrs {
 		a, err := freeAddr()
@@ -581,7 +650,7 @@ func startKeycap(ctx context.Context, bin, kubeconfig, dir string, extra []strin
 		}
 		addrs[i] = a
 	}
-	logFile, err := os.Create(filepath.Join(dir, "keycap.log"))
+	logFile, err := os.Create(filepath.Join(dir, name+".log"))
 	if err != nil {
 		return nil, err
 	}
