@@ -27,6 +27,11 @@ const (
 	ContextExtensionEntitlements = "keycap.dev/entitlements"
 )
 
+// grpcStreamWorkers is how many goroutines the gRPC server keeps for running Checks (whose
+// stacks, once grown, stay grown): enough for the requests one Envoy fleet keeps in flight to a
+// replica at once; an idle worker costs its stack, a few KiB.
+const grpcStreamWorkers = 64
+
 // grpcServer answers envoy.service.auth.v3.Authorization/Check.
 type grpcServer struct {
 	authv3.UnimplementedAuthorizationServer
