@@ -88,7 +88,8 @@ test: control-plane kustomize helm ## Unit, envtest and end-to-end tests on a re
 	KUBEBUILDER_ASSETS="$(CONTROL_PLANE)" go test $(TEST_FLAGS) -count=1 -timeout 30m ./...
 	go test -run '^$$' -fuzz '^FuzzCheck$$' -fuzztime $(FUZZTIME) ./internal/keys
 	# The parsers of outside input live in packages of their own (internal/authz/wire, apptoken,
-	# licensefile, plaintext), so fuzzing them instruments no client-go, controller-runtime or grpc.
+	# licensefile, plaintext, watchframe), so fuzzing them instruments no client-go,
+	# controller-runtime or grpc.
 	go test -run '^$$' -fuzz '^FuzzExtract$$' -fuzztime $(PARSER_FUZZTIME) ./internal/authz/wire
 	go test -run '^$$' -fuzz '^FuzzParseQuery$$' -fuzztime $(PARSER_FUZZTIME) ./internal/authz/wire
 	go test -run '^$$' -fuzz '^FuzzParseActivation$$' -fuzztime $(PARSER_FUZZTIME) ./internal/authz/wire
@@ -97,6 +98,7 @@ test: control-plane kustomize helm ## Unit, envtest and end-to-end tests on a re
 	go test -run '^$$' -fuzz '^FuzzOpen$$' -fuzztime $(PARSER_FUZZTIME) ./internal/session
 	go test -run '^$$' -fuzz '^FuzzRoute$$' -fuzztime $(PARSER_FUZZTIME) ./internal/routepolicy
 	go test -run '^$$' -fuzz '^FuzzContains$$' -fuzztime $(PARSER_FUZZTIME) ./internal/plaintext
+	go test -run '^$$' -fuzz '^FuzzWatchFraming$$' -fuzztime $(PARSER_FUZZTIME) ./internal/authz/watchframe
 
 .PHONY: bench
 # Extra flags for hack/bench, e.g. BENCH_ARGS="-max 10000 -before /tmp/keycap-before" (hack/bench/README.md).

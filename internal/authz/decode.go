@@ -14,6 +14,8 @@ import (
 	toolscache "k8s.io/client-go/tools/cache"
 	ctrl "sigs.k8s.io/controller-runtime"
 	sigsjson "sigs.k8s.io/json"
+
+	"github.com/keycap-dev/keycap/internal/authz/watchframe"
 )
 
 // listWatches returns one list-and-watch of a kind for each of namespaces, or (none) one for all
@@ -62,13 +64,15 @@ type kindSerializer struct {
 }
 
 // SupportedMediaTypes are the codec factory's, with the JSON stream serializer (the watch's
-// events) decoding a metav1.WatchEvent in one pass as well.
+// events) framed and taken apart by a bracket count (internal/authz/watchframe) and decoding a
+// metav1.WatchEvent in one pass when that does not handle it.
 func (s kindSerializer) SupportedMediaTypes() []runtime.SerializerInfo {
 	infos := slices.Clone(s.NegotiatedSerializer.SupportedMediaTypes())
 	for i := range infos {
 		if infos[i].MediaType == runtime.ContentTypeJSON && infos[i].StreamSerializer != nil {
 			stream := *infos[i].StreamSerializer
 			stream.Serializer = watchEventSerializer{Serializer: stream.Serializer}
+			stream.Framer = watchframe.Framer{}
 			infos[i].StreamSerializer = &stream
 		}
 	}
@@ -83,6 +87,11 @@ type watchEventSerializer struct {
 
 func (s watchEventSerializer) Decode(data []byte, defaults *schema.GroupVersionKind, into runtime.Object) (runtime.Object, *schema.GroupVersionKind, error) {
 	if ev, ok := into.(*metav1.WatchEvent); ok {
+		if typ, object, ok := watchframe.ParseEvent(data); ok {
+			// The frame's buffer is reused for the next event: the object is copied.
+			ev.Type, ev.Object.Raw = typ, append([]byte(nil), object...)
+			return ev, &schema.GroupVersionKind{}, nil
+		}
 		if err := sigsjson.UnmarshalCaseSensitivePreserveInts(data, ev); err == nil {
 			return ev, &schema.GroupVersionKind{}, nil
 		}

@@ -1,0 +1,146 @@
+package watchframe
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"strings"
+	"testing"
+
+	"github.com/onsi/gomega"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/framer"
+	sigsjson "sigs.k8s.io/json"
+)
+
+// frames reads every frame of stream through a frame reader, as client-go's streaming decoder
+// does (a buffer of size bufSize, grown on io.ErrShortBuffer), until an error.
+func frames(r io.ReadCloser, bufSize int) ([]string, error) {
+	var out []string
+	for {
+		buf := make([]byte, bufSize)
+		base := 0
+		for {
+			n, err := r.Read(buf[base:])
+			if errors.Is(err, io.ErrShortBuffer) {
+				base += n
+				buf = append(buf, make([]byte, len(buf))...)
+				continue
+			}
+			if err != nil {
+				return out, err
+			}
+			base += n
+			break
+		}
+		out = append(out, string(buf[:base]))
+	}
+}
+
+const watchStream = `{"type":"ADDED","object":{"kind":"ApiKey","metadata":{"name":"a"},"spec":{"scopes":["x}]"]}}}
+{"type":"MODIFIED","object":{"metadata":{"name":"b\"}{","annotations":{"q":"\\\"{["}}}}
+  {
+    "type": "DELETED",
+    "object": {"metadata": {"name": "c"}, "list": [1, 2.5, true, null, {"k": []}]}
+  }{"object":{"metadata":{"name":"d"}},"type":"BOOKMARK","extra":[{}]}` + "\n\n"
+
+// TestWatchFramerMatchesClientGo checks the bracket-counting framer returns the frames client-go's
+// JSON framer returns, for compact, pretty-printed and back-to-back events whose strings hold
+// braces, brackets, quotes and backslashes, with buffers smaller and larger than a frame.
+func TestWatchFramerMatchesClientGo(t *testing.T) {
+	g := gomega.NewWithT(t)
+	for _, size := range []int{1, 7, 64, 4096} {
+		want, wantErr := frames(framer.NewJSONFramedReader(io.NopCloser(strings.NewReader(watchStream))), size)
+		got, err := frames(Framer{}.NewFrameReader(io.NopCloser(strings.NewReader(watchStream))), size)
+		g.Expect(wantErr).To(gomega.Equal(io.EOF))
+		g.Expect(err).To(gomega.Equal(io.EOF), "buffer of %d", size)
+		g.Expect(got).To(gomega.HaveLen(4))
+		g.Expect(got).To(gomega.Equal(want), "buffer of %d", size)
+	}
+}
+
+// TestWatchFramerRefusesWhatIsNotAnEvent: a stream cut inside an event, one that is not an
+// object and one longer than the bound each end with an error, never a partial frame.
+func TestWatchFramerRefusesWhatIsNotAnEvent(t *testing.T) {
+	g := gomega.NewWithT(t)
+	read := func(s string) ([]string, error) {
+		return frames(Framer{}.NewFrameReader(io.NopCloser(strings.NewReader(s))), 64)
+	}
+	got, err := read(`{"type":"ADDED"}` + "\n" + `{"type":"ADDED","object":{"a":"}`)
+	g.Expect(got).To(gomega.Equal([]string{`{"type":"ADDED"}`}))
+	g.Expect(err).To(gomega.MatchError(io.ErrUnexpectedEOF))
+
+	_, err = read(`["not", "an", "event"]`)
+	g.Expect(err).To(gomega.MatchError(gomega.ContainSubstring("not an object")))
+
+	huge := `{"type":"ADDED","object":{"a":"` + strings.Repeat("x", MaxFrame) + `"}}`
+	_, err = read(huge)
+	g.Expect(err).To(gomega.MatchError(ErrFrameTooLarge))
+}
+
+// TestParseWatchEvent checks the event parser agrees with encoding/json on every event of the
+// stream above, and leaves to it what it does not handle.
+func TestParseWatchEvent(t *testing.T) {
+	g := gomega.NewWithT(t)
+	events, err := frames(Framer{}.NewFrameReader(io.NopCloser(strings.NewReader(watchStream))), 4096)
+	g.Expect(err).To(gomega.Equal(io.EOF))
+	for _, e := range events {
+		var want metav1.WatchEvent
+		typ, object, ok := ParseEvent([]byte(e))
+		g.Expect(ok).To(gomega.BeTrue(), e)
+		g.Expect(sigsjson.UnmarshalCaseSensitivePreserveInts([]byte(e), &want)).To(gomega.Succeed())
+		g.Expect(typ).To(gomega.Equal(want.Type))
+		// RawExtension keeps the object's bytes as they were.
+		g.Expect(string(object)).To(gomega.Equal(string(want.Object.Raw)))
+	}
+	for _, e := range []string{
+		`{"type":"ADD\u0045D","object":{}}`, // an escape in the type
+		`{"type":1,"object":{}}`,            // a type that is not a string
+		`{"type":"ADDED"}`,                  // no object
+		`{"object":{}}`,                     // no type
+		`{"type":"ADDED","object":{}} x`,    // trailing bytes
+		`{"type":"ADDED" "object":{}}`,      // no comma
+		`{"type":"ADDED","object":{"a":1}`,  // unterminated
+		`["type","ADDED"]`,
+		``,
+	} {
+		_, _, ok := ParseEvent([]byte(e))
+		g.Expect(ok).To(gomega.BeFalse(), e)
+	}
+}
+
+// FuzzWatchFraming feeds arbitrary streams to the framer and the event parser: no panic, no
+// endless loop, and where client-go's framer reads a stream of objects, the same frames; where
+// encoding/json decodes an event, the parser finds the same type and object or leaves it to it.
+func FuzzWatchFraming(f *testing.F) {
+	f.Add([]byte(watchStream))
+	f.Add([]byte(`{"type":"ERROR","object":{"kind":"Status","code":410}}`))
+	f.Add([]byte(`{"a":"\\"}{"b":"\"}"}`))
+	f.Fuzz(func(t *testing.T, stream []byte) {
+		want, wantErr := frames(framer.NewJSONFramedReader(io.NopCloser(bytes.NewReader(stream))), 16)
+		got, _ := frames(Framer{}.NewFrameReader(io.NopCloser(bytes.NewReader(stream))), 16)
+		for i, w := range want {
+			if !strings.HasPrefix(w, "{") {
+				break // client-go frames any JSON value; watch events are objects
+			}
+			if i >= len(got) || got[i] != w {
+				t.Fatalf("frame %d: got %q, client-go %q", i, got, want)
+			}
+		}
+		_ = wantErr
+		for _, frame := range got {
+			var decoded metav1.WatchEvent
+			typ, object, ok := ParseEvent([]byte(frame))
+			if !ok || !json.Valid([]byte(frame)) {
+				continue
+			}
+			if err := sigsjson.UnmarshalCaseSensitivePreserveInts([]byte(frame), &decoded); err != nil {
+				continue
+			}
+			if typ != decoded.Type || !bytes.Equal(object, decoded.Object.Raw) {
+				t.Fatalf("%q: parsed %q %q, encoding/json %q %q", frame, typ, object, decoded.Type, decoded.Object.Raw)
+			}
+		}
+	})
+}
