@@ -1,6 +1,11 @@
 package index
 
-import "testing"
+import (
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+)
 
 // A slot's number in the digest table is given to the next new object once its own is deleted.
 // A reader that read a digest's entry just before the delete then reaches the new object's slot:
@@ -55,5 +60,57 @@ func TestScopeListsAreSharedAndReleased(t *testing.T) {
 	ix.Delete(a.Key())
 	if len(ix.scopeLists) != 0 {
 		t.Fatalf("scope lists left after every credential went: %v", ix.scopeLists)
+	}
+}
+
+// Readers looking digests up while a writer deletes and creates objects (so slot numbers are
+// reused all the time) never get a credential other than the one that lists the digest.
+func TestLookupUnderChurnNeverMixesObjects(t *testing.T) {
+	ix := New()
+	const objects = 64
+	digestOf := func(i int) Digest { return Digest{byte(i), byte(i >> 8), 0xaa} }
+	name := func(i int) string { return fmt.Sprintf("k%d", i) }
+	upsert := func(i int) {
+		ix.Upsert(&Credential{Kind: "ApiKey", Namespace: "acme", Name: name(i)}, []KeyDigest{{Digest: digestOf(i)}})
+	}
+	for i := range objects {
+		upsert(i)
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var lookups atomic.Int64
+	for r := range 2 {
+		wg.Go(func() {
+			for n := r; ; n++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				i := n % objects
+				d := digestOf(i)
+				if e, ok := ix.Lookup(&d); ok {
+					lookups.Add(1)
+					if e.Conflict || e.Credential.Name != name(i) {
+						t.Errorf("digest of %s found %+v (credential %q)", name(i), e, e.Credential.Name)
+						return
+					}
+				}
+			}
+		})
+	}
+	for n := range 20000 {
+		// Two objects go and come back in the other order: freed numbers are reused last in,
+		// first out, so each comes back under the other's old number.
+		i, j := n%objects, (n+1)%objects
+		ix.Delete(ObjectKey{Kind: "ApiKey", Namespace: "acme", Name: name(i)})
+		ix.Delete(ObjectKey{Kind: "ApiKey", Namespace: "acme", Name: name(j)})
+		upsert(i)
+		upsert(j)
+	}
+	close(stop)
+	wg.Wait()
+	if lookups.Load() == 0 {
+		t.Fatal("no lookup found anything")
 	}
 }
