@@ -211,14 +211,15 @@ func skipSpace(data []byte, i int) int {
 }
 
 // plainString returns the JSON string starting at data[i] (a quote) and the index past it, when
-// it has no escapes.
+// it is printable ASCII without escapes (encoding/json rewrites invalid UTF-8 and refuses control
+// characters: such strings are left to it).
 func plainString(data []byte, i int) (string, int, bool) {
 	for j := i + 1; j < len(data); j++ {
-		switch data[j] {
-		case '\\':
-			return "", 0, false
-		case '"':
+		switch c := data[j]; {
+		case c == '"':
 			return string(data[i+1 : j]), j + 1, true
+		case c == '\\' || c < 0x20 || c >= 0x7f:
+			return "", 0, false
 		}
 	}
 	return "", 0, false

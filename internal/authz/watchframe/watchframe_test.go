@@ -96,6 +96,7 @@ func TestParseWatchEvent(t *testing.T) {
 	}
 	for _, e := range []string{
 		`{"type":"ADD\u0045D","object":{}}`, // an escape in the type
+		"{\"type\":\"\xad\",\"object\":0}",  // not UTF-8 (encoding/json makes it U+FFFD)
 		`{"type":1,"object":{}}`,            // a type that is not a string
 		`{"type":"ADDED"}`,                  // no object
 		`{"object":{}}`,                     // no type
