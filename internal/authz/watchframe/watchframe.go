@@ -197,7 +197,8 @@ func ParseEvent(data []byte) (typ string, object []byte, ok bool) {
 			return "", nil, false
 		}
 	}
-	if skipSpace(data, i+1) != len(data) || typ == "" || object == nil {
+	// A null object is no object to encoding/json (RawExtension keeps no bytes): left to it.
+	if skipSpace(data, i+1) != len(data) || typ == "" || object == nil || string(object) == "null" {
 		return "", nil, false
 	}
 	return typ, object, true

@@ -99,6 +99,7 @@ func TestParseWatchEvent(t *testing.T) {
 		"{\"type\":\"\xad\",\"object\":0}",  // not UTF-8 (encoding/json makes it U+FFFD)
 		`{"type":1,"object":{}}`,            // a type that is not a string
 		`{"type":"ADDED"}`,                  // no object
+		`{"type":"ADDED","object":null}`,    // a null object
 		`{"object":{}}`,                     // no type
 		`{"type":"ADDED","object":{}} x`,    // trailing bytes
 		`{"type":"ADDED" "object":{}}`,      // no comma
@@ -118,6 +119,7 @@ func FuzzWatchFraming(f *testing.F) {
 	f.Add([]byte(watchStream))
 	f.Add([]byte(`{"type":"ERROR","object":{"kind":"Status","code":410}}`))
 	f.Add([]byte(`{"a":"\\"}{"b":"\"}"}`))
+	f.Add([]byte(`{"type":"DELETED","object":null,"type":"ADDED"}`))
 	f.Fuzz(func(t *testing.T, stream []byte) {
 		want, wantErr := frames(framer.NewJSONFramedReader(io.NopCloser(bytes.NewReader(stream))), 16)
 		got, _ := frames(Framer{}.NewFrameReader(io.NopCloser(bytes.NewReader(stream))), 16)
