@@ -156,7 +156,8 @@ func (ks *KeySet) Open(p Purpose, value string, now time.Time) (Claims, error) {
 		return Claims{}, ErrMalformed
 	}
 	raw := buf[:n]
-	if raw[0] != version {
+	// The decoder skips newlines, so the length checked above does not bound what it decoded.
+	if n < headerLen+nonceLen+tagLen+fixedClaims || raw[0] != version {
 		return Claims{}, ErrMalformed
 	}
 	k, ok := ks.byID(binary.BigEndian.Uint32(raw[1:headerLen]))
