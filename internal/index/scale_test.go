@@ -19,10 +19,9 @@ import (
 //
 // It reports the live heap per key, the time of one lookup of a random loaded key and of reading
 // what a decision reads of it (b.N lookups on one goroutine over all the keys, so mostly cache
-// misses), the wall time of a forced full
-// collection with the index live (the concurrent mark of the whole index: what every GC cycle
-// of a data plane at this size costs in CPU) and the longest stop-the-world pause of that
-// collection. Informational only: no test asserts a time.
+// misses), the wall time of a forced full collection with the index live (the concurrent mark of
+// the whole index: what every GC cycle of a data plane at this size costs in CPU) and the longest
+// stop-the-world pause of that collection. Informational only: no test asserts a time.
 func BenchmarkIndexAtScale(b *testing.B) {
 	n := 1_000_000
 	if s := os.Getenv("KEYCAP_INDEX_KEYS"); s != "" {
