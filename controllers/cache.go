@@ -15,9 +15,9 @@ const lastAppliedAnnotation = "kubectl.kubernetes.io/last-applied-configuration"
 // webhook): every cached object without its managedFields, and keycap's own kinds also without
 // kubectl's last-applied annotation. Both are most of a small object's bytes and nothing here
 // reads them. The controllers only patch keycap's kinds (a patch computed against the cached copy
-// leaves what the cache dropped alone); the Secrets they write with Update keep their
-// annotations, since an update from a copy without one would delete it, and a nil managedFields
-// in an update leaves the server's unchanged.
+// leaves what the cache dropped alone). Secrets are cached by their metadata only, without
+// labels or annotations: the controllers update a Secret from a copy read from the apiserver, never from
+// the cache, and a nil managedFields in an update leaves the server's unchanged.
 func CacheOptions() cache.Options {
 	return cache.Options{DefaultTransform: TrimForCache}
 }
@@ -30,6 +30,12 @@ func TrimForCache(obj any) (any, error) {
 	}
 	o.SetManagedFields(nil)
 	switch obj.(type) {
+	case *metav1.PartialObjectMetadata:
+		// A watch by metadata (Secrets): the controllers map an event by name and owner and read
+		// the object itself from the apiserver, so neither labels nor annotations (kubectl's
+		// last-applied copy of a Secret holds its data) are kept.
+		o.SetLabels(nil)
+		o.SetAnnotations(nil)
 	case keycapv1alpha1.Credential, *keycapv1alpha1.RoutePolicy:
 		if a := o.GetAnnotations(); a != nil {
 			if _, ok := a[lastAppliedAnnotation]; ok {

@@ -9,6 +9,7 @@ import (
 	"github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 
 	keycapv1alpha1 "github.com/keycap-dev/keycap/api/v1alpha1"
 )
@@ -67,6 +68,38 @@ func TestTrimForCache(t *testing.T) {
 	g.Expect(err).NotTo(gomega.HaveOccurred())
 	g.Expect(s.ManagedFields).To(gomega.BeNil())
 	g.Expect(s.Annotations).To(gomega.HaveKey(lastAppliedAnnotation))
+
+	// A Secret watched by its metadata keeps what an event is mapped by (name, owner), not its
+	// labels or kubectl's copy of its data.
+	owner := metav1.OwnerReference{APIVersion: "keycap.dev/v1alpha1", Kind: "ApiKey", Name: "shop", UID: "u1", Controller: ptr.To(true)}
+	m := &metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{
+		Name: "shop", Namespace: "acme", OwnerReferences: []metav1.OwnerReference{owner},
+		Labels:        map[string]string{keycapv1alpha1.LabelManagedBy: keycapv1alpha1.ManagedByValue},
+		Annotations:   map[string]string{lastAppliedAnnotation: `{"data":{"key":"c2VjcmV0"}}`},
+		ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "kubectl"}},
+	}}
+	_, err = TrimForCache(m)
+	g.Expect(err).NotTo(gomega.HaveOccurred())
+	g.Expect(m.Annotations).To(gomega.BeNil())
+	g.Expect(m.Labels).To(gomega.BeNil())
+	g.Expect(m.ManagedFields).To(gomega.BeNil())
+	g.Expect(m.Name).To(gomega.Equal("shop"))
+	g.Expect(m.OwnerReferences).To(gomega.Equal([]metav1.OwnerReference{owner}))
+}
+
+// TestCacheHoldsNoSecret: the running controllers watch Secrets by their metadata only, so the
+// operator's memory holds no Secret's content (a cluster's Secrets are most of its objects'
+// bytes, and none of them is the operator's to keep).
+func TestCacheHoldsNoSecret(t *testing.T) {
+	g := gomega.NewWithT(t)
+	seen := func() []string {
+		var names []string
+		cachedTypes.Range(func(k, _ any) bool { names = append(names, k.(string)); return true })
+		return names
+	}
+	g.Eventually(seen, reconcileTimeout).Should(gomega.ContainElement("*v1.PartialObjectMetadata Secret"))
+	g.Expect(seen()).NotTo(gomega.ContainElement("*v1.Secret"))
+	g.Expect(seen()).To(gomega.ContainElement("*v1alpha1.ApiKey"), "the recorder sees the structured informers too")
 }
 
 // BenchmarkCacheBytesPerCredential is the controllers' cache's live heap per applied ApiKey,

@@ -102,8 +102,10 @@ func SetupWithManager(mgr ctrl.Manager, opts Options) error {
 		b := ctrl.NewControllerManagedBy(mgr).
 			Named(strings.ToLower(kind.Name)).
 			For(kind.New(), builder.WithPredicates(ignoreLastUsedAt)).
-			Owns(&corev1.Secret{}).
-			Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.credentialsUsingSecret))
+			// Secrets are watched by their metadata only: the controllers read a Secret's content
+			// from the apiserver (getSecret), so the cache need not hold every Secret of the cluster.
+			Owns(&corev1.Secret{}, builder.OnlyMetadata).
+			Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.credentialsUsingSecret), builder.OnlyMetadata)
 		if kind.FoundByDigest {
 			// A credential holding a digest another one holds too: see duplicates.go.
 			for _, other := range registry.Kinds() {
@@ -138,16 +140,16 @@ func controllerOptions(opts Options, r *credentialReconciler) controller.Options
 }
 
 // credentialsUsingSecret maps a Secret to the credentials of this kind whose Secret has its name
-// (registry.IndexSecretName), so that a Secret event reaches the credential that wants that name
-// even when keycap does not own the Secret (a SecretConflict resolves once it is deleted).
+// (registry's UsingSecretName), so that a Secret event reaches the credential that wants that
+// name even when keycap does not own the Secret (a SecretConflict resolves once it is deleted).
 func (r *kindReconciler) credentialsUsingSecret(ctx context.Context, secret client.Object) []reconcile.Request {
-	list := r.kind.NewList()
-	if err := r.List(ctx, list, client.InNamespace(secret.GetNamespace()), client.MatchingFields{registry.IndexSecretName: secret.GetName()}); err != nil {
-		logf.FromContext(ctx).Error(err, "listing credentials by Secret", "kind", r.Kind)
+	using, err := r.kind.UsingSecretName(ctx, r.Client, secret.GetNamespace(), secret.GetName())
+	if err != nil {
+		logf.FromContext(ctx).Error(err, "finding credentials by Secret", "kind", r.Kind)
 		return nil
 	}
 	var reqs []reconcile.Request
-	for _, c := range list.Credentials() {
+	for _, c := range using {
 		reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: c.GetNamespace(), Name: c.GetName()}})
 	}
 	return reqs

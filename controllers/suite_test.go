@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -14,8 +15,10 @@ import (
 	eventsv1 "k8s.io/api/events/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
+	toolscache "k8s.io/client-go/tools/cache"
 	clocktesting "k8s.io/utils/clock/testing"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -84,7 +87,23 @@ func startManager() (stop func(), err error) {
 // main.go configures it for them.
 func startManagerWith(opts Options) (stop func(), err error) {
 	return testenv.StartManager(cfg, func(mgr ctrl.Manager) error { return SetupWithManager(mgr, opts) },
-		func(o *ctrl.Options) { o.Cache = CacheOptions() })
+		func(o *ctrl.Options) {
+			o.Cache = CacheOptions()
+			o.Cache.NewInformer = recordInformer
+		})
+}
+
+// cachedTypes records the type of every informer the controllers' cache started (a Go type, and
+// for metadata-only informers the kind): what the operator's memory holds.
+var cachedTypes sync.Map
+
+func recordInformer(lw toolscache.ListerWatcher, obj runtime.Object, resync time.Duration, indexers toolscache.Indexers) toolscache.SharedIndexInformer {
+	name := fmt.Sprintf("%T", obj)
+	if m, ok := obj.(*metav1.PartialObjectMetadata); ok {
+		name += " " + m.Kind
+	}
+	cachedTypes.Store(name, true)
+	return toolscache.NewSharedIndexInformer(lw, obj, resync, indexers)
 }
 
 // newNamespace creates a namespace of its own for a test.

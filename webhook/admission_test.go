@@ -315,6 +315,28 @@ func TestCreateRules(t *testing.T) {
 			},
 			refusal: []string{"spec.secretName", "already written by ApiKey"},
 		},
+		"a credential whose own name is the Secret another credential chose is refused": {
+			setup: func(t *testing.T, ns string) (client.Object, client.Object) {
+				lic := newLicense(ns, "lic", 1)
+				lic.Spec.SecretName = "shared"
+				mustCreate(t, lic)
+				bad := newApiKey(ns, "shared")
+				good := newApiKey(ns, "shared")
+				good.Spec.SecretName = "shared-key"
+				return bad, good
+			},
+			refusal: []string{"spec.secretName", `Secret "shared" is already written by License`},
+		},
+		"a credential of another kind with the same name is refused": {
+			setup: func(t *testing.T, ns string) (client.Object, client.Object) {
+				mustCreate(t, newAppToken(ns, "twin"))
+				bad := newApiKey(ns, "twin")
+				good := newApiKey(ns, "twin")
+				good.Spec.SecretName = "twin-key"
+				return bad, good
+			},
+			refusal: []string{"spec.secretName", `Secret "twin" is already written by AppToken`},
+		},
 		"a secretTemplate taking over keycap's labels is refused": {
 			setup: func(t *testing.T, ns string) (client.Object, client.Object) {
 				bad := newApiKey(ns, "tmpl")

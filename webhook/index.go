@@ -12,9 +12,9 @@ import (
 	"github.com/keycap-dev/keycap/internal/registry"
 )
 
-// The uniqueness checks are one lookup per kind in the manager's cache, through the field indexes
-// the registry registers (registry.AddFieldIndexes), not a list of every credential in the cluster
-// per admission request.
+// The uniqueness checks are lookups per kind in the manager's cache, through the field indexes the
+// registry registers (registry.AddFieldIndexes), not a list of every credential in the cluster per
+// admission request.
 
 // credentialRef names a credential object in a refusal.
 type credentialRef struct {
@@ -28,21 +28,17 @@ func refOf(c keycapv1alpha1.Credential) credentialRef {
 	return credentialRef{Kind: c.CredentialKind(), Namespace: c.GetNamespace(), Name: c.GetName()}
 }
 
-// lookup finds the credentials (of every kind that can hold the index field) whose index field
-// holds value, in namespace (all namespaces when empty), except self.
-func lookup(ctx context.Context, c client.Reader, indexField, value, namespace string, self credentialRef) ([]credentialRef, error) {
+// holdingDigest finds the credentials of every kind found by digest, in every namespace, whose
+// keys include digest, except self.
+func holdingDigest(ctx context.Context, c client.Reader, digest string, self credentialRef) ([]credentialRef, error) {
 	var out []credentialRef
 	for _, k := range registry.Kinds() {
-		if indexField == registry.IndexDigest && !k.FoundByDigest {
+		if !k.FoundByDigest {
 			continue // no digests: nothing to find
 		}
 		list := k.NewList()
-		opts := []client.ListOption{client.MatchingFields{indexField: value}}
-		if namespace != "" {
-			opts = append(opts, client.InNamespace(namespace))
-		}
-		if err := c.List(ctx, list, opts...); err != nil {
-			return nil, fmt.Errorf("looking up %s by %s: %w", k.Name, indexField, err)
+		if err := c.List(ctx, list, client.MatchingFields{registry.IndexDigest: digest}); err != nil {
+			return nil, fmt.Errorf("looking up %s by %s: %w", k.Name, registry.IndexDigest, err)
 		}
 		for _, o := range list.Credentials() {
 			if ref := refOf(o); ref != self {
@@ -61,7 +57,7 @@ func validateUniqueDigest(ctx context.Context, c client.Reader, keyHash string, 
 	if digest == "" {
 		return nil, nil
 	}
-	others, err := lookup(ctx, c, registry.IndexDigest, digest, "", self)
+	others, err := holdingDigest(ctx, c, digest, self)
 	if err != nil || len(others) == 0 {
 		return nil, err
 	}
@@ -78,9 +74,20 @@ func validateUniqueDigest(ctx context.Context, c client.Reader, keyHash string, 
 // validateUniqueSecretName refuses a Secret name that another credential in the namespace uses.
 func validateUniqueSecretName(ctx context.Context, c client.Reader, obj keycapv1alpha1.Credential, fldPath *field.Path) (field.ErrorList, error) {
 	name := keycapv1alpha1.SecretNameOf(obj)
-	others, err := lookup(ctx, c, registry.IndexSecretName, name, obj.GetNamespace(), refOf(obj))
-	if err != nil || len(others) == 0 {
-		return nil, err
+	var others []credentialRef
+	for _, k := range registry.Kinds() {
+		using, err := k.UsingSecretName(ctx, c, obj.GetNamespace(), name)
+		if err != nil {
+			return nil, err
+		}
+		for _, o := range using {
+			if ref := refOf(o); ref != refOf(obj) {
+				others = append(others, ref)
+			}
+		}
+	}
+	if len(others) == 0 {
+		return nil, nil
 	}
 	p := fldPath.Child("secretName")
 	return field.ErrorList{field.Invalid(p, name, fmt.Sprintf("Secret %q is already written by %s; choose another secretName", name, others[0]))}, nil

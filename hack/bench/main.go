@@ -72,6 +72,8 @@ type config struct {
 	keycapArgs  string
 	// beforeBin is a second keycap binary measured beside keycapBin (-before).
 	beforeBin string
+	// operatorKeys is how many ApiKeys the operator's memory is measured with (0: not measured).
+	operatorKeys int
 }
 
 func main() {
@@ -96,6 +98,8 @@ func main() {
 	flag.StringVar(&c.beforeBin, "before", "", "A second keycap binary (say, built from the commit before a change) run beside -keycap "+
 		"against the same apiserver and keys: its ApiKey rounds alternate with the others' at every N, and its RSS per key "+
 		"and start-up are reported too, so one run gives a change's before and after.")
+	flag.IntVar(&c.operatorKeys, "operator-keys", 10_000, "ApiKeys the operator alone (the controllers) issues to measure its memory per "+
+		"credential, before the data plane's rows (0: skip).")
 	flag.Parse()
 	logf.SetLogger(logr.Discard())
 	for _, n := range []int{100, 10_000, maxN} {
@@ -156,6 +160,14 @@ func run(c config) error {
 	// The session keys the controllers would keep, for the session-cookie row.
 	if err := publishSessionKeys(ctx, cl); err != nil {
 		return err
+	}
+
+	var operator []operatorMemory
+	if c.operatorKeys > 0 {
+		say("the operator's memory with %d ApiKeys", c.operatorKeys)
+		if operator, err = measureOperator(ctx, c, cl, kubeconfig, dir, bin, c.operatorKeys); err != nil {
+			return fmt.Errorf("measuring the operator: %w", err)
+		}
 	}
 
 	// keycap's data plane alone, as its own Deployment would run it, and the no-op baselines.
@@ -301,6 +313,7 @@ func run(c config) error {
 		fmt.Printf("\nThe -before binary (%s), in the same run:\n\n", c.beforeBin)
 		printMemory(rssBefore, beforeHeap, upBefore)
 	}
+	printOperator(operator, c.operatorKeys)
 	return nil
 }
 
@@ -642,6 +655,11 @@ func freeAddr() (string, error) {
 }
 
 func startKeycap(ctx context.Context, bin, kubeconfig, dir, name string, extra []string) (*process, error) {
+	return startKeycapProbed(ctx, bin, kubeconfig, dir, name, "/readyz", extra)
+}
+
+// startKeycapProbed starts keycap and waits until its probe endpoint probe answers OK.
+func startKeycapProbed(ctx context.Context, bin, kubeconfig, dir, name, probe string, extra []string) (*process, error) {
 	var addrs [4]string
 	for i := range addrs {
 		a, err := freeAddr()
@@ -667,7 +685,7 @@ func startKeycap(ctx context.Context, bin, kubeconfig, dir, name string, extra [
 	p.grpcAddr, p.httpAddr, p.metrics = addrs[0], addrs[1], addrs[3]
 	deadline := time.Now().Add(5 * time.Minute)
 	for {
-		resp, err := http.Get("http://" + addrs[2] + "/readyz")
+		resp, err := http.Get("http://" + addrs[2] + probe)
 		if err == nil {
 			_ = resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
@@ -685,7 +703,7 @@ func startKeycap(ctx context.Context, bin, kubeconfig, dir, name string, extra [
 		}
 		if time.Now().After(deadline) {
 			p.stop()
-			return nil, errors.New("keycap did not become ready within 5 minutes")
+			return nil, fmt.Errorf("keycap's %s did not answer OK within 5 minutes", probe)
 		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	keycapv1alpha1 "github.com/keycap-dev/keycap/api/v1alpha1"
@@ -14,9 +15,11 @@ import (
 // Field indexes on a manager's cache, registered once for every kind (AddFieldIndexes) and used
 // by the controllers and the webhook alike.
 const (
-	// IndexSecretName maps a credential to the name of its Secret (spec.secretName, or its own
-	// name), so a Secret event reaches the credential that wants that name and the webhook can
-	// refuse a name another credential writes.
+	// IndexSecretName maps a credential whose spec.secretName is not its own name to that name,
+	// so a Secret event reaches the credential that wants that name and the webhook can refuse a
+	// name another credential writes. Read it through Kind.UsingSecretName, which also finds the
+	// credentials that keep their own name (most: they get no index entry, each of which costs
+	// the cache a set of its own twice over, namespaced and cluster-wide).
 	IndexSecretName = "keycap.dev/secret-name"
 	// IndexDigest maps a credential to the hex SHA-256 digests of its keys: the digests its status
 	// lists and, for a bring-your-own key, the digest in spec.keyHash.
@@ -49,7 +52,10 @@ func AddFieldIndexes(ctx context.Context, indexer client.FieldIndexer) error {
 	}
 	for _, k := range kinds {
 		if err := indexer.IndexField(ctx, k.New(), IndexSecretName, func(o client.Object) []string {
-			return []string{keycapv1alpha1.SecretNameOf(o.(keycapv1alpha1.Credential))}
+			if name := keycapv1alpha1.SecretNameOf(o.(keycapv1alpha1.Credential)); name != o.GetName() {
+				return []string{name}
+			}
+			return nil
 		}); err != nil {
 			indexed.Delete(indexer)
 			return fmt.Errorf("indexing %s by %s: %w", k.Name, IndexSecretName, err)
@@ -68,4 +74,24 @@ func AddFieldIndexes(ctx context.Context, indexer client.FieldIndexer) error {
 		return fmt.Errorf("indexing AgentKeys by %s: %w", IndexParent, err)
 	}
 	return nil
+}
+
+// UsingSecretName lists the credentials of kind k in namespace whose Secret is name (through a
+// reader of a cache with AddFieldIndexes' indexes): the one named name if it keeps its own name
+// for its Secret, and those whose spec.secretName is name.
+func (k *Kind) UsingSecretName(ctx context.Context, reader client.Reader, namespace, name string) ([]keycapv1alpha1.Credential, error) {
+	var out []keycapv1alpha1.Credential
+	own := k.New()
+	switch err := reader.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, own); {
+	case apierrors.IsNotFound(err):
+	case err != nil:
+		return nil, fmt.Errorf("reading %s %s: %w", k.Name, name, err)
+	case keycapv1alpha1.SecretNameOf(own) == name:
+		out = append(out, own)
+	}
+	list := k.NewList()
+	if err := reader.List(ctx, list, client.InNamespace(namespace), client.MatchingFields{IndexSecretName: name}); err != nil {
+		return nil, fmt.Errorf("listing %s by %s: %w", k.Name, IndexSecretName, err)
+	}
+	return append(out, list.Credentials()...), nil
 }
