@@ -22,7 +22,9 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -226,7 +228,12 @@ func run(c config) error {
 		// Rounds alternate keycap and its baseline (and the -before binary) so that drift in the
 		// machine's load (the apiserver settling, other processes) hits them alike; the median
 		// round is reported.
-		var gn, gk, gb, hn, hk, hb []stats
+		if n == c.sizes[0] {
+			if err := configureSameAnswer(kc, noop, loaded[0]); err != nil {
+				return err
+			}
+		}
+		var gn, gk, gb, hn, hk, hb, hs []stats
 		for range c.rounds {
 			gn = append(gn, loadGRPC(ctx, noop, noop.grpcAddr, loaded, c))
 			gk = append(gk, loadGRPC(ctx, kc, kc.grpcAddr, loaded, c))
@@ -234,6 +241,7 @@ func run(c config) error {
 				gb = append(gb, loadGRPC(ctx, before, before.grpcAddr, loaded, c))
 			}
 			hn = append(hn, loadHTTP(ctx, noop, "http://"+noop.httpAddr+"/", loaded, c))
+			hs = append(hs, loadHTTP(ctx, noop, "http://"+noop.httpAddr+sameAnswerPath, loaded, c))
 			hk = append(hk, loadHTTP(ctx, kc, "http://"+kc.httpAddr+"/check?scopes=bench:read", loaded, c))
 			if before != nil {
 				hb = append(hb, loadHTTP(ctx, before, "http://"+before.httpAddr+"/check?scopes=bench:read", loaded, c))
@@ -242,7 +250,8 @@ func run(c config) error {
 		grpcNoop, grpcKeycap, httpNoop, httpKeycap := median(gn), median(gk), median(hn), median(hk)
 		rows = append(rows,
 			row{n: n, proto: "gRPC Check", keycap: grpcKeycap, noop: grpcNoop},
-			row{n: n, proto: "HTTP /check", keycap: httpKeycap, noop: httpNoop})
+			row{n: n, proto: "HTTP /check", keycap: httpKeycap, noop: httpNoop},
+			row{n: n, proto: sameAnswerRow, keycap: httpKeycap, noop: median(hs)})
 		if before != nil {
 			rows = append(rows,
 				row{n: n, proto: beforeRow("gRPC Check"), keycap: median(gb), noop: grpcNoop},
@@ -316,6 +325,9 @@ func run(c config) error {
 	printOperator(operator, c.operatorKeys)
 	return nil
 }
+
+// sameAnswerRow is the HTTP /check rounds against the bare handler writing keycap's answer headers.
+const sameAnswerRow = "HTTP /check, against the bare handler answering with keycap's headers"
 
 // beforeRow names a row of the -before binary.
 func beforeRow(proto string) string { return proto + ", -before binary" }
@@ -769,13 +781,73 @@ func runNoop(addrs string) {
 	s := grpc.NewServer()
 	authv3.RegisterAuthorizationServer(s, noopAuthz{})
 	go func() { _ = s.Serve(gl) }()
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+	// The bare handler answers 200 with no header; under sameAnswerPath it answers with the
+	// headers of keycap's allowed /check answer, once the bench has posted them to configurePath.
+	var answer atomic.Pointer[http.Header]
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case configurePath:
+			var hdr http.Header
+			if err := json.NewDecoder(r.Body).Decode(&hdr); err != nil {
+				w.WriteHeader(http.StatusBadRequest)
+				return
+			}
+			answer.Store(&hdr)
+		case sameAnswerPath:
+			if hdr := answer.Load(); hdr != nil {
+				h := w.Header()
+				for k, v := range *hdr {
+					h[k] = v
+				}
+			}
+		}
 		w.WriteHeader(http.StatusOK)
 	}), ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = srv.Serve(hl) }()
 	ch := make(chan os.Signal, 1)
 	signalNotify(ch)
 	<-ch
+}
+
+// The bare handler's paths besides "/" (runNoop).
+const (
+	configurePath  = "/configure"
+	sameAnswerPath = "/same-answer"
+)
+
+// configureSameAnswer takes the headers of keycap's allowed /check answer for key (without those
+// net/http writes itself) and posts them to the bare handler, for the rows that separate what
+// keycap decides from what writing its answer costs net/http.
+func configureSameAnswer(kc, noop *process, key string) error {
+	req, err := http.NewRequest(http.MethodGet, "http://"+kc.httpAddr+"/check?scopes=bench:read", nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("X-Api-Key", key)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("keycap's /check answered %d", resp.StatusCode)
+	}
+	hdr := resp.Header.Clone()
+	hdr.Del("Date")
+	hdr.Del("Content-Length")
+	body, err := json.Marshal(hdr)
+	if err != nil {
+		return err
+	}
+	resp, err = http.Post("http://"+noop.httpAddr+configurePath, "application/json", bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("the bare handler refused the headers: %d", resp.StatusCode)
+	}
+	return nil
 }
 
 type noopAuthz struct {
