@@ -174,17 +174,15 @@ func (p *process) settled(ctx context.Context, reconciled int) (int64, float64, 
 	deadline := time.Now().Add(30 * time.Minute)
 	quiet := 0
 	for quiet < 2 {
+		// The metrics listener may come up after the health probe's: until it answers, not yet.
 		m, err := p.scrape()
-		if err != nil {
-			return 0, 0, err
-		}
-		if m.queued == 0 && m.apiKeyReconciles >= float64(reconciled) {
+		if err == nil && m.queued == 0 && m.apiKeyReconciles >= float64(reconciled) {
 			quiet++
 		} else {
 			quiet = 0
 		}
 		if time.Now().After(deadline) {
-			return 0, 0, fmt.Errorf("the operator did not settle in 30 minutes (%.0f ApiKey reconciles, %.0f queued)", m.apiKeyReconciles, m.queued)
+			return 0, 0, fmt.Errorf("the operator did not settle in 30 minutes (%.0f ApiKey reconciles, %.0f queued, metrics: %v)", m.apiKeyReconciles, m.queued, err)
 		}
 		select {
 		case <-ctx.Done():
