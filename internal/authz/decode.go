@@ -88,8 +88,9 @@ type watchEventSerializer struct {
 func (s watchEventSerializer) Decode(data []byte, defaults *schema.GroupVersionKind, into runtime.Object) (runtime.Object, *schema.GroupVersionKind, error) {
 	if ev, ok := into.(*metav1.WatchEvent); ok {
 		if typ, object, ok := watchframe.ParseEvent(data); ok {
-			// The frame's buffer is reused for the next event: the object is copied.
-			ev.Type, ev.Object.Raw = typ, append([]byte(nil), object...)
+			// The frame's buffer is reused for the next event: the object is copied, without
+			// the managedFields nothing here reads (most of its bytes and of its decoding).
+			ev.Type, ev.Object.Raw = typ, watchframe.CopyWithoutManagedFields(object)
 			return ev, &schema.GroupVersionKind{}, nil
 		}
 		if err := sigsjson.UnmarshalCaseSensitivePreserveInts(data, ev); err == nil {

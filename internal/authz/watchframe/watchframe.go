@@ -263,3 +263,101 @@ func valueEnd(data []byte, i int) (int, bool) {
 	}
 	return j, j > i
 }
+
+// CopyWithoutManagedFields returns a copy of object (a watch event's object) without
+// metadata.managedFields, by the same bracket count. The data plane never reads managedFields, and
+// they are most of a credential's JSON (every writer's field set): decoding them would be most of
+// the decoding, and their timestamps and field sets most of its garbage. Anything it does not take
+// apart (not an object, escapes in a key, malformed structure) is copied whole, for encoding/json
+// to decode or refuse as before.
+//
+// What is dropped is not validated: an object whose managedFields are not valid JSON decodes
+// without them instead of failing. Every other byte reaches encoding/json as it came.
+func CopyWithoutManagedFields(object []byte) []byte {
+	if out, ok := copyWithout(object, "metadata", "managedFields"); ok {
+		return out
+	}
+	return append([]byte(nil), object...)
+}
+
+// copyWithout copies the JSON object data without the members named member of its members named
+// parent (each parent that is an object). Whitespace between members is not kept.
+func copyWithout(data []byte, parent, member string) ([]byte, bool) {
+	out := make([]byte, 0, len(data))
+	i := skipSpace(data, 0)
+	out, end, ok := appendMembers(out, data, i, func(key string, value []byte, out []byte) ([]byte, bool) {
+		if key != parent || value[0] != '{' {
+			return append(out, value...), true
+		}
+		out, _, ok := appendMembers(out, value, 0, func(key string, value []byte, out []byte) ([]byte, bool) {
+			if key == member {
+				return nil, true // dropped
+			}
+			return append(out, value...), true
+		})
+		return out, ok
+	})
+	if !ok || skipSpace(data, end) != len(data) {
+		return nil, false
+	}
+	return out, true
+}
+
+// appendMembers appends the object at data[i] to out member by member: each member's key as it
+// came, then what value returns for its value (nil out drops the member). It returns the index
+// past the object.
+func appendMembers(out, data []byte, i int, value func(key string, raw, out []byte) ([]byte, bool)) ([]byte, int, bool) {
+	if i >= len(data) || data[i] != '{' {
+		return nil, 0, false
+	}
+	out = append(out, '{')
+	first := true
+	i = skipSpace(data, i+1)
+	if i < len(data) && data[i] == '}' {
+		return append(out, '}'), i + 1, true
+	}
+	for {
+		if i >= len(data) || data[i] != '"' {
+			return nil, 0, false
+		}
+		key, next, ok := plainString(data, i)
+		if !ok {
+			return nil, 0, false
+		}
+		keyRaw := data[i:next]
+		i = skipSpace(data, next)
+		if i >= len(data) || data[i] != ':' {
+			return nil, 0, false
+		}
+		i = skipSpace(data, i+1)
+		end, ok := valueEnd(data, i)
+		if !ok {
+			return nil, 0, false
+		}
+		mark := len(out)
+		if !first {
+			out = append(out, ',')
+		}
+		out = append(append(out, keyRaw...), ':')
+		kept, ok := value(key, data[i:end], out)
+		switch {
+		case !ok:
+			return nil, 0, false
+		case kept == nil:
+			out = out[:mark]
+		default:
+			out, first = kept, false
+		}
+		i = skipSpace(data, end)
+		if i >= len(data) {
+			return nil, 0, false
+		}
+		if data[i] == '}' {
+			return append(out, '}'), i + 1, true
+		}
+		if data[i] != ',' {
+			return nil, 0, false
+		}
+		i = skipSpace(data, i+1)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -120,6 +121,7 @@ func FuzzWatchFraming(f *testing.F) {
 	f.Add([]byte(`{"type":"ERROR","object":{"kind":"Status","code":410}}`))
 	f.Add([]byte(`{"a":"\\"}{"b":"\"}"}`))
 	f.Add([]byte(`{"type":"DELETED","object":null,"type":"ADDED"}`))
+	f.Add([]byte(`{"type":"ADDED","object":{"metadata":{"name":"k","managedFields":[{"f":"}"}],"uid":"u"},"spec":{}}}`))
 	f.Fuzz(func(t *testing.T, stream []byte) {
 		want, wantErr := frames(framer.NewJSONFramedReader(io.NopCloser(bytes.NewReader(stream))), 16)
 		got, _ := frames(Framer{}.NewFrameReader(io.NopCloser(bytes.NewReader(stream))), 16)
@@ -135,6 +137,9 @@ func FuzzWatchFraming(f *testing.F) {
 		for _, frame := range got {
 			var decoded metav1.WatchEvent
 			typ, object, ok := ParseEvent([]byte(frame))
+			if ok {
+				sameWithoutManagedFields(t, object)
+			}
 			if !ok || !json.Valid([]byte(frame)) {
 				continue
 			}
@@ -146,4 +151,54 @@ func FuzzWatchFraming(f *testing.F) {
 			}
 		}
 	})
+}
+
+// sameWithoutManagedFields fails t unless CopyWithoutManagedFields(object) decodes as object does,
+// apart from its metadata's managedFields (which a copy made whole still has), wherever object
+// decodes.
+func sameWithoutManagedFields(t *testing.T, object []byte) {
+	t.Helper()
+	var want, got any
+	if sigsjson.UnmarshalCaseSensitivePreserveInts(object, &want) != nil {
+		return // nothing to agree with: the copy may decode or not
+	}
+	copied := CopyWithoutManagedFields(object)
+	if err := sigsjson.UnmarshalCaseSensitivePreserveInts(copied, &got); err != nil {
+		t.Fatalf("%q decodes, its copy %q does not: %v", object, copied, err)
+	}
+	for _, v := range []any{want, got} {
+		if m, ok := v.(map[string]any); ok {
+			if meta, ok := m["metadata"].(map[string]any); ok {
+				delete(meta, "managedFields")
+			}
+		}
+	}
+	if !reflect.DeepEqual(want, got) {
+		t.Fatalf("%q without managedFields is %#v, its copy %q decodes to %#v", object, want, copied, got)
+	}
+}
+
+func TestCopyWithoutManagedFields(t *testing.T) {
+	g := gomega.NewWithT(t)
+	mf := `[{"manager":"kubectl","operation":"Update","time":"2026-12-01T10:00:00Z","fieldsType":"FieldsV1","fieldsV1":{"f:spec":{"f:scopes":{}}}}]`
+	cases := map[string]struct{ in, want string }{
+		"a credential": {
+			`{"apiVersion":"keycap.dev/v1alpha1","kind":"ApiKey","metadata":{"name":"k","namespace":"acme","managedFields":` + mf + `,"uid":"u"},"spec":{"scopes":["a"]},"status":{"digests":["d"]}}`,
+			`{"apiVersion":"keycap.dev/v1alpha1","kind":"ApiKey","metadata":{"name":"k","namespace":"acme","uid":"u"},"spec":{"scopes":["a"]},"status":{"digests":["d"]}}`},
+		"first member":                 {`{"metadata":{"managedFields":[],"name":"k"}}`, `{"metadata":{"name":"k"}}`},
+		"last member":                  {`{"metadata":{"name":"k", "managedFields" : [] }}`, `{"metadata":{"name":"k"}}`},
+		"only member":                  {`{"metadata":{"managedFields":null}}`, `{"metadata":{}}`},
+		"twice, twice":                 {`{"metadata":{"managedFields":[1],"managedFields":[2]},"metadata":{"name":"k","managedFields":[3]}}`, `{"metadata":{},"metadata":{"name":"k"}}`},
+		"elsewhere, kept":              {`{"spec":{"managedFields":[1]},"metadata":{"labels":{"managedFields":"x"}}}`, `{"spec":{"managedFields":[1]},"metadata":{"labels":{"managedFields":"x"}}}`},
+		"strings with {":               {`{"metadata":{"name":"}{\"","managedFields":["]\"["]}}`, `{"metadata":{"name":"}{\""}}`},
+		"metadata a string":            {`{"metadata":"managedFields"}`, `{"metadata":"managedFields"}`},
+		"no object":                    {`[1]`, `[1]`},
+		"an escaped key: copied whole": {`{"metadata":{"managed\u0046ields":[]}}`, `{"metadata":{"managed\u0046ields":[]}}`},
+		"cut short: copied whole":      {`{"metadata":{"managedFields":[]`, `{"metadata":{"managedFields":[]`},
+	}
+	for name, c := range cases {
+		got := CopyWithoutManagedFields([]byte(c.in))
+		g.Expect(string(got)).To(gomega.Equal(c.want), name)
+		sameWithoutManagedFields(t, []byte(c.in))
+	}
 }
