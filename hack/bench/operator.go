@@ -182,7 +182,10 @@ func (p *process) settled(ctx context.Context, reconciled int) (int64, float64, 
 			quiet = 0
 		}
 		if time.Now().After(deadline) {
-			return 0, 0, fmt.Errorf("the operator did not settle in 30 minutes (%.0f ApiKey reconciles, %.0f queued, metrics: %v)", m.apiKeyReconciles, m.queued, err)
+			if err != nil {
+				return 0, 0, fmt.Errorf("the operator did not settle in 30 minutes: its metrics: %w", err)
+			}
+			return 0, 0, fmt.Errorf("the operator did not settle in 30 minutes (%.0f ApiKey reconciles, %.0f queued)", m.apiKeyReconciles, m.queued)
 		}
 		select {
 		case <-ctx.Done():
