@@ -373,6 +373,12 @@ func TestReapStale(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+		// Start returns once the exec has begun, but the kernel sets the new program's arguments
+		// (what /proc/<pid>/cmdline reads, and reapStale looks for) a little later: on a loaded
+		// machine reapStale could read an empty command line. A real leftover has long had its.
+		cmdline := filepath.Join("/proc", strconv.Itoa(cmd.Process.Pid), "cmdline")
+		gomega.NewWithT(t).Eventually(func() ([]byte, error) { return os.ReadFile(cmdline) }, 10*time.Second, 10*time.Millisecond).
+			Should(gomega.ContainSubstring(name))
 		return cmd
 	}
 	cases := map[string]struct {
