@@ -641,20 +641,11 @@ func (p *process) rss() int64 {
 
 // heap returns the Go heap figures keycap's metrics endpoint reports.
 func (p *process) heap() string {
-	resp, err := http.Get("http://" + p.metrics + "/metrics")
+	m, err := p.scrape()
 	if err != nil {
 		return ""
 	}
-	defer func() { _ = resp.Body.Close() }()
-	var inuse float64
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "go_memstats_heap_inuse_bytes "); ok {
-			inuse, _ = strconv.ParseFloat(v, 64)
-		}
-	}
-	return fmt.Sprintf("Go heap in use at the end: %.1f MiB.", inuse/(1<<20))
+	return fmt.Sprintf("Go heap in use at the end: %.1f MiB.", m.heapInUse/(1<<20))
 }
 
 func freeAddr() (string, error) {
@@ -864,33 +855,30 @@ func (noopAuthz) Check(context.Context, *authv3.CheckRequest) (*authv3.CheckResp
 // controller would (digest, keyID), with the given concurrency, and returns their keys.
 func createKeys(ctx context.Context, cl client.Client, offset, n, workers int) ([]string, error) {
 	out := make([]string, n)
+	err := inParallel(ctx, n, workers, func(i int) (err error) {
+		out[i], err = createKey(ctx, cl, fmt.Sprintf("k%06d", offset+i))
+		return err
+	})
+	return out, err
+}
+
+// inParallel calls fn for 0 ≤ i < n on workers goroutines and returns the first error (or ctx's);
+// a worker stops at its first error.
+func inParallel(ctx context.Context, n, workers int, fn func(i int) error) error {
 	var next atomic.Int64
-	var firstErr error
-	var once sync.Once
+	errs := make([]error, workers)
 	var wg sync.WaitGroup
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= n || ctx.Err() != nil {
+	for w := range workers {
+		wg.Go(func() {
+			for i := int(next.Add(1)) - 1; i < n && ctx.Err() == nil; i = int(next.Add(1)) - 1 {
+				if errs[w] = fn(i); errs[w] != nil {
 					return
 				}
-				key, err := createKey(ctx, cl, fmt.Sprintf("k%06d", offset+i))
-				if err != nil {
-					once.Do(func() { firstErr = err })
-					return
-				}
-				out[i] = key
 			}
-		}()
+		})
 	}
 	wg.Wait()
-	if firstErr == nil {
-		firstErr = ctx.Err()
-	}
-	return out, firstErr
+	return errors.Join(append(errs, ctx.Err())...)
 }
 
 func createKey(ctx context.Context, cl client.Client, name string) (string, error) {

@@ -8,8 +8,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -121,23 +119,14 @@ func startOperator(ctx context.Context, bin, kubeconfig, dir string) (*process, 
 
 // createOperatorKeys creates n ApiKeys for the controllers to issue.
 func createOperatorKeys(ctx context.Context, cl client.Client, n, workers int) error {
-	var next atomic.Int64
-	errs := make([]error, workers)
-	var wg sync.WaitGroup
-	for w := range workers {
-		wg.Go(func() {
-			for i := int(next.Add(1)) - 1; i < n && ctx.Err() == nil; i = int(next.Add(1)) - 1 {
-				k := &keycapv1alpha1.ApiKey{ObjectMeta: metav1.ObjectMeta{Namespace: operatorBenchNamespace, Name: fmt.Sprintf("op%06d", i)}}
-				k.Spec.Scopes = []string{"bench:read", "bench:write"}
-				if err := cl.Create(ctx, k); err != nil {
-					errs[w] = fmt.Errorf("creating ApiKey %s: %w", k.Name, err)
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	return errors.Join(append(errs, ctx.Err())...)
+	return inParallel(ctx, n, workers, func(i int) error {
+		k := &keycapv1alpha1.ApiKey{ObjectMeta: metav1.ObjectMeta{Namespace: operatorBenchNamespace, Name: fmt.Sprintf("op%06d", i)}}
+		k.Spec.Scopes = []string{"bench:read", "bench:write"}
+		if err := cl.Create(ctx, k); err != nil {
+			return fmt.Errorf("creating ApiKey %s: %w", k.Name, err)
+		}
+		return nil
+	})
 }
 
 // waitAllReady waits until n ApiKeys of the operator's namespace are Ready.
