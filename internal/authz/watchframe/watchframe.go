@@ -5,6 +5,7 @@ package watchframe
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -114,7 +115,8 @@ type frameScan struct {
 // scan reads chunk, the next bytes of an event, and returns the index just past the event's
 // closing brace, or -1 when the event goes on past chunk.
 func (s *frameScan) scan(chunk []byte) (int, error) {
-	for i, c := range chunk {
+	for i := 0; i < len(chunk); i++ {
+		c := chunk[i]
 		switch {
 		case !s.started:
 			if c != '{' {
@@ -133,7 +135,15 @@ func (s *frameScan) scan(chunk []byte) (int, error) {
 		default:
 			switch c {
 			case '"':
-				s.inString = true
+				// Most of an event's bytes are inside strings: jump to the closing quote when
+				// no backslash comes before it (both searches vectorised, each byte looked at
+				// at most twice); otherwise, or when the string goes on past chunk, go byte by
+				// byte.
+				if n := plainStringLen(chunk[i+1:]); n >= 0 {
+					i += 1 + n
+				} else {
+					s.inString = true
+				}
 			case '{', '[':
 				s.depth++
 			case '}', ']':
@@ -146,6 +156,17 @@ func (s *frameScan) scan(chunk []byte) (int, error) {
 		}
 	}
 	return -1, nil
+}
+
+// plainStringLen returns the index of the quote that closes the string whose contents begin
+// data, when no backslash comes before it; -1 when data holds no quote or a backslash precedes
+// the first.
+func plainStringLen(data []byte) int {
+	q := bytes.IndexByte(data, '"')
+	if q < 0 || bytes.IndexByte(data[:q], '\\') >= 0 {
+		return -1
+	}
+	return q
 }
 
 func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\r' || c == '\n' }
@@ -176,13 +197,13 @@ func ParseEvent(data []byte) (typ string, object []byte, ok bool) {
 		if !ok {
 			return "", nil, false
 		}
-		switch key {
+		switch string(key) {
 		case "type":
 			t, next, ok := plainString(data, i)
 			if !ok || next != end {
 				return "", nil, false
 			}
-			typ = t
+			typ = string(t)
 		case "object":
 			object = data[i:end]
 		}
@@ -211,19 +232,19 @@ func skipSpace(data []byte, i int) int {
 	return i
 }
 
-// plainString returns the JSON string starting at data[i] (a quote) and the index past it, when
-// it is printable ASCII without escapes (encoding/json rewrites invalid UTF-8 and refuses control
-// characters: such strings are left to it).
-func plainString(data []byte, i int) (string, int, bool) {
+// plainString returns the contents of the JSON string starting at data[i] (a quote, aliasing
+// data) and the index past it, when it is printable ASCII without escapes (encoding/json rewrites
+// invalid UTF-8 and refuses control characters: such strings are left to it).
+func plainString(data []byte, i int) ([]byte, int, bool) {
 	for j := i + 1; j < len(data); j++ {
 		switch c := data[j]; {
 		case c == '"':
-			return string(data[i+1 : j]), j + 1, true
+			return data[i+1 : j], j + 1, true
 		case c == '\\' || c < 0x20 || c >= 0x7f:
-			return "", 0, false
+			return nil, 0, false
 		}
 	}
-	return "", 0, false
+	return nil, 0, false
 }
 
 // valueEnd returns the index just past the JSON value starting at data[i].
@@ -240,6 +261,9 @@ func valueEnd(data []byte, i int) (int, bool) {
 		}
 		return i + 1 + end, true
 	case '"':
+		if n := plainStringLen(data[i+1:]); n >= 0 {
+			return i + 1 + n + 1, true
+		}
 		escaped := false
 		for j := i + 1; j < len(data); j++ {
 			switch {
@@ -285,12 +309,12 @@ func CopyWithoutManagedFields(object []byte) []byte {
 func copyWithout(data []byte, parent, member string) ([]byte, bool) {
 	out := make([]byte, 0, len(data))
 	i := skipSpace(data, 0)
-	out, end, ok := appendMembers(out, data, i, func(key string, value []byte, out []byte) ([]byte, bool) {
-		if key != parent || value[0] != '{' {
+	out, end, ok := appendMembers(out, data, i, func(key, value, out []byte) ([]byte, bool) {
+		if string(key) != parent || value[0] != '{' {
 			return append(out, value...), true
 		}
-		out, _, ok := appendMembers(out, value, 0, func(key string, value []byte, out []byte) ([]byte, bool) {
-			if key == member {
+		out, _, ok := appendMembers(out, value, 0, func(key, value, out []byte) ([]byte, bool) {
+			if string(key) == member {
 				return nil, true // dropped
 			}
 			return append(out, value...), true
@@ -306,7 +330,7 @@ func copyWithout(data []byte, parent, member string) ([]byte, bool) {
 // appendMembers appends the object at data[i] to out member by member: each member's key as it
 // came, then what value returns for its value (nil out drops the member). It returns the index
 // past the object.
-func appendMembers(out, data []byte, i int, value func(key string, raw, out []byte) ([]byte, bool)) ([]byte, int, bool) {
+func appendMembers(out, data []byte, i int, value func(key, raw, out []byte) ([]byte, bool)) ([]byte, int, bool) {
 	if i >= len(data) || data[i] != '{' {
 		return nil, 0, false
 	}

@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"testing/iotest"
 
 	"github.com/onsi/gomega"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -48,16 +49,25 @@ const watchStream = `{"type":"ADDED","object":{"kind":"ApiKey","metadata":{"name
 
 // TestWatchFramerMatchesClientGo checks the bracket-counting framer returns the frames client-go's
 // JSON framer returns, for compact, pretty-printed and back-to-back events whose strings hold
-// braces, brackets, quotes and backslashes, with buffers smaller and larger than a frame.
+// braces, brackets, quotes and backslashes, with buffers smaller and larger than a frame, and
+// with the stream arriving whole, a byte at a time and in halves (so that strings are cut
+// wherever the scan may jump over them).
 func TestWatchFramerMatchesClientGo(t *testing.T) {
 	g := gomega.NewWithT(t)
+	arrivals := map[string]func(io.Reader) io.Reader{
+		"whole":        func(r io.Reader) io.Reader { return r },
+		"byte by byte": iotest.OneByteReader,
+		"in halves":    iotest.HalfReader,
+	}
 	for _, size := range []int{1, 7, 64, 4096} {
 		want, wantErr := frames(framer.NewJSONFramedReader(io.NopCloser(strings.NewReader(watchStream))), size)
-		got, err := frames(Framer{}.NewFrameReader(io.NopCloser(strings.NewReader(watchStream))), size)
 		g.Expect(wantErr).To(gomega.Equal(io.EOF))
-		g.Expect(err).To(gomega.Equal(io.EOF), "buffer of %d", size)
-		g.Expect(got).To(gomega.HaveLen(4))
-		g.Expect(got).To(gomega.Equal(want), "buffer of %d", size)
+		g.Expect(want).To(gomega.HaveLen(4))
+		for name, arrive := range arrivals {
+			got, err := frames(Framer{}.NewFrameReader(io.NopCloser(arrive(strings.NewReader(watchStream)))), size)
+			g.Expect(err).To(gomega.Equal(io.EOF), "buffer of %d, %s", size, name)
+			g.Expect(got).To(gomega.Equal(want), "buffer of %d, %s", size, name)
+		}
 	}
 }
 
@@ -125,6 +135,10 @@ func FuzzWatchFraming(f *testing.F) {
 	f.Fuzz(func(t *testing.T, stream []byte) {
 		want, wantErr := frames(framer.NewJSONFramedReader(io.NopCloser(bytes.NewReader(stream))), 16)
 		got, _ := frames(Framer{}.NewFrameReader(io.NopCloser(bytes.NewReader(stream))), 16)
+		// The same stream a byte at a time: every string cut where the scan would jump over it.
+		if split, _ := frames(Framer{}.NewFrameReader(io.NopCloser(iotest.OneByteReader(bytes.NewReader(stream)))), 16); !reflect.DeepEqual(split, got) {
+			t.Fatalf("byte by byte: %q, whole: %q", split, got)
+		}
 		for i, w := range want {
 			if !strings.HasPrefix(w, "{") {
 				break // client-go frames any JSON value; watch events are objects
