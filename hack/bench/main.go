@@ -23,6 +23,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -58,6 +59,7 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	keycapv1alpha1 "github.com/keycap-dev/keycap/api/v1alpha1"
+	"github.com/keycap-dev/keycap/internal/authz"
 	"github.com/keycap-dev/keycap/internal/keys"
 	"github.com/keycap-dev/keycap/internal/testenv"
 )
@@ -76,6 +78,8 @@ type config struct {
 	beforeBin string
 	// operatorKeys is how many ApiKeys the operator's memory is measured with (0: not measured).
 	operatorKeys int
+	// startups is how many times each binary's data plane is restarted on the loaded apiserver.
+	startups int
 }
 
 func main() {
@@ -96,6 +100,8 @@ func main() {
 			"the data plane would patch status at its full rate and the apiserver, on the same cores, would "+
 			"compete with the load. Pass \"\" to measure with them.")
 	flag.IntVar(&c.rounds, "rounds", 3, "Alternating rounds of each load run; the median round is reported.")
+	flag.IntVar(&c.startups, "startups", 3, "Restarts of the data plane on the loaded apiserver (alternating with the -before binary's); "+
+		"the median start-up is reported.")
 	flag.IntVar(&c.creators, "creators", 48, "Concurrent creates when loading ApiKeys into the apiserver.")
 	flag.StringVar(&c.beforeBin, "before", "", "A second keycap binary (say, built from the commit before a change) run beside -keycap "+
 		"against the same apiserver and keys: its ApiKey rounds alternate with the others' at every N, and its RSS per key "+
@@ -297,21 +303,29 @@ func run(c config) error {
 	}
 	// Startup: a new data plane process against the loaded apiserver, from its start to ready
 	// (its informers have listed every credential), as a replica starting in a large cluster.
-	say("startup: restarting the data plane with %d ApiKeys in the apiserver", len(loaded))
+	// The apiserver's share of the machine varies from one restart to the next, so each binary
+	// is restarted c.startups times, alternating with the other, and the median is reported.
+	say("startup: restarting the data plane %d times with %d ApiKeys in the apiserver", c.startups, len(loaded))
 	kc.stop()
-	up, restarted, err := restart(ctx, bin, kubeconfig, dir, "keycap", c, loaded, rssEmpty)
-	if err != nil {
-		return err
-	}
-	kc = restarted
-	var upBefore startup
-	if before != nil {
-		kc.stop()
-		say("startup of the -before binary")
-		if upBefore, before, err = restart(ctx, c.beforeBin, kubeconfig, dir, "keycap-before", c, loaded, rssEmptyBefore); err != nil {
+	var ups, upsBefore []startup
+	for range max(c.startups, 1) {
+		up, restarted, err := restart(ctx, bin, kubeconfig, dir, "keycap", c, loaded, rssEmpty)
+		if err != nil {
 			return err
 		}
+		restarted.stop()
+		ups = append(ups, up)
+		if before != nil {
+			say("  the -before binary")
+			up, restarted, err := restart(ctx, c.beforeBin, kubeconfig, dir, "keycap-before", c, loaded, rssEmptyBefore)
+			if err != nil {
+				return err
+			}
+			restarted.stop()
+			upsBefore = append(upsBefore, up)
+		}
 	}
+	up, upBefore := medianStartup(ups), medianStartup(upsBefore)
 
 	if ns := slices.Sorted(mapsKeys(etcdBytes)); len(ns) >= 2 && etcdBytes[ns[0]] > 0 {
 		lo, hi := ns[0], ns[len(ns)-1]
@@ -358,6 +372,8 @@ func restart(ctx context.Context, bin, kubeconfig, dir, name string, c config, l
 type startup struct {
 	n    int
 	took time.Duration
+	// tooks are the start-ups of every restart, in order (medianStartup).
+	tooks []time.Duration
 	// rssEmpty is the first data plane's RSS when ready with no credential; rss and rssSettled
 	// the restarted one's when ready and 3 s later.
 	rssEmpty, rss, rssSettled int64
@@ -367,6 +383,20 @@ type startup struct {
 	// etcdPerKey is etcd's database in use per ApiKey (difference between the smallest and the
 	// largest N), before compaction: each key's create and status write are both still there.
 	etcdPerKey float64
+}
+
+// medianStartup returns the restart with the median start-up, with every restart's in tooks.
+func medianStartup(ups []startup) startup {
+	if len(ups) == 0 {
+		return startup{}
+	}
+	s := slices.Clone(ups)
+	slices.SortFunc(s, func(a, b startup) int { return cmp.Compare(a.took, b.took) })
+	m := s[len(s)/2]
+	for _, u := range ups {
+		m.tooks = append(m.tooks, u.took)
+	}
+	return m
 }
 
 // etcdInUse is etcd's etcd_mvcc_db_total_size_in_use_in_bytes (0 when unreadable).
@@ -471,10 +501,15 @@ func printMemory(rss map[int]int64, heap string, up startup) {
 			mib(rss[lo]), lo, mib(rss[hi]), hi, perKey, heap)
 	}
 	if up.n > 0 {
-		fmt.Printf("- Startup with %d ApiKeys in the apiserver: %s from process start to ready (/readyz: every credential listed into the index). "+
+		tooks := make([]string, len(up.tooks))
+		for i, t := range up.tooks {
+			tooks[i] = t.Round(10 * time.Millisecond).String()
+		}
+		fmt.Printf("- Startup with %d ApiKeys in the apiserver: %s from process start to ready (/readyz: every credential listed into the index; "+
+			"the median of %d restarts: %s). "+
 			"RSS when ready %s MiB, 3 s later %s MiB; the first data plane with no credential: %s MiB, so %.0f bytes per key settled (a fresh process: no load, no churn).\n",
-			up.n, up.took.Round(time.Millisecond), mib(up.rss), mib(up.rssSettled), mib(up.rssEmpty), float64(up.rssSettled-up.rssEmpty)/float64(up.n))
-		fmt.Printf("  Until ready the data plane used %s of CPU; the whole machine was busy %s of the %s × %d CPUs (the rest: the apiserver serving the initial lists, etcd).\n",
+			up.n, up.took.Round(time.Millisecond), len(up.tooks), strings.Join(tooks, ", "), mib(up.rss), mib(up.rssSettled), mib(up.rssEmpty), float64(up.rssSettled-up.rssEmpty)/float64(up.n))
+		fmt.Printf("  In that restart, until ready the data plane used %s of CPU; the whole machine was busy %s of the %s × %d CPUs (the rest: the apiserver serving the initial lists, etcd).\n",
 			up.cpu.Round(10*time.Millisecond), up.machineBusy.Round(10*time.Millisecond), up.took.Round(10*time.Millisecond), runtime.NumCPU())
 	}
 }
@@ -769,13 +804,14 @@ func runNoop(addrs string) {
 	if err != nil {
 		panic(err)
 	}
-	s := grpc.NewServer()
+	// Both baselines are served as keycap serves: the same server options and limits.
+	s := grpc.NewServer(authz.GRPCServerOptions()...)
 	authv3.RegisterAuthorizationServer(s, noopAuthz{})
 	go func() { _ = s.Serve(gl) }()
 	// The bare handler answers 200 with no header; under sameAnswerPath it answers with the
 	// headers of keycap's allowed /check answer, once the bench has posted them to configurePath.
 	var answer atomic.Pointer[http.Header]
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := authz.NewHTTPServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case configurePath:
 			var hdr http.Header
@@ -793,7 +829,7 @@ func runNoop(addrs string) {
 			}
 		}
 		w.WriteHeader(http.StatusOK)
-	}), ReadHeaderTimeout: 10 * time.Second}
+	}))
 	go func() { _ = srv.Serve(hl) }()
 	ch := make(chan os.Signal, 1)
 	signalNotify(ch)

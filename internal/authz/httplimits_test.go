@@ -50,7 +50,7 @@ func activationDataPlane(t *testing.T) (*DataPlane, string) {
 // serveHTTP serves dp's HTTP port on 127.0.0.1 and returns its address.
 func serveHTTP(t *testing.T, dp *DataPlane) string {
 	t.Helper()
-	srv := dp.newHTTPServer()
+	srv := NewHTTPServer(dp.newHTTPMux())
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -118,7 +118,7 @@ func TestSlowBodyIsCutOff(t *testing.T) {
 func TestHTTPServerTimeouts(t *testing.T) {
 	g := gomega.NewWithT(t)
 	dp, _ := oneKeyDataPlane(t)
-	srv := dp.newHTTPServer()
+	srv := NewHTTPServer(dp.newHTTPMux())
 	for _, d := range []time.Duration{srv.ReadHeaderTimeout, srv.ReadTimeout, srv.WriteTimeout, srv.IdleTimeout} {
 		g.Expect(d).To(gomega.BeNumerically(">", 0))
 	}

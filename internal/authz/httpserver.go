@@ -127,13 +127,14 @@ var httpLimits = struct {
 	maxHeader                     int
 }{readHeader: 10 * time.Second, read: 15 * time.Second, write: 30 * time.Second, idle: 120 * time.Second, maxHeader: 64 << 10}
 
-// newHTTPServer returns the HTTP port's server. Every timeout is set: a client trickling its
-// headers or body is cut off after readHeader or read, a client not reading its answer after
-// write (longer than activation's deadline, so a slow apiserver still gets its 503 out), an idle
-// keep-alive connection after idle.
-func (dp *DataPlane) newHTTPServer() *http.Server {
+// NewHTTPServer returns the HTTP port's server for handler. Every timeout is set: a client
+// trickling its headers or body is cut off after readHeader or read, a client not reading its
+// answer after write (longer than activation's deadline, so a slow apiserver still gets its 503
+// out), an idle keep-alive connection after idle. hack/bench serves its bare baseline handler
+// with it too, so that the two servers differ only in what they answer.
+func NewHTTPServer(handler http.Handler) *http.Server {
 	return &http.Server{
-		Handler:           dp.newHTTPMux(),
+		Handler:           handler,
 		ReadHeaderTimeout: httpLimits.readHeader,
 		ReadTimeout:       httpLimits.read,
 		WriteTimeout:      httpLimits.write,

@@ -24,7 +24,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/utils/clock"
@@ -302,19 +301,7 @@ func (dp *DataPlane) Start(ctx context.Context) error {
 	dp.grpcAddr, dp.httpAddr = grpcLis.Addr(), httpLis.Addr()
 	dp.addrMu.Unlock()
 
-	gs := grpc.NewServer(
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
-		grpc.MaxRecvMsgSize(1<<20),
-		// The gRPC listener's timeouts: a connection must finish its handshake within 10 s, and
-		// one idle for 5 minutes is closed (Envoy reconnects at once).
-		grpc.ConnectionTimeout(10*time.Second),
-		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: 5 * time.Minute}),
-		// Checks run on long-lived workers rather than a new goroutine each: a Check's stack
-		// outgrows a new goroutine's, and growing (copying) it was 18 % of the data plane's CPU
-		// under load in a profile (hack/bench/README.md). A Check that finds every worker busy
-		// still gets a goroutine of its own.
-		grpc.NumStreamWorkers(grpcStreamWorkers),
-	)
+	gs := grpc.NewServer(GRPCServerOptions()...)
 	authv3.RegisterAuthorizationServer(gs, &grpcServer{dp: dp})
 	healthServer := health.NewServer()
 	healthServer.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
@@ -322,7 +309,7 @@ func (dp *DataPlane) Start(ctx context.Context) error {
 	healthpb.RegisterHealthServer(gs, healthServer)
 	reflection.Register(gs)
 
-	httpServer := dp.newHTTPServer()
+	httpServer := NewHTTPServer(dp.newHTTPMux())
 
 	errs := make(chan error, 2)
 	go func() { errs <- gs.Serve(grpcLis) }()
